@@ -1,0 +1,103 @@
+"""The knowledge-graph schema: the fixed allow-list of labels and relationship types, and the
+in-memory catalogue that readers produce, cleaning normalises and stores write.
+
+Labels and relationship types used in Cypher come only from the constants here, never from data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Label(StrEnum):
+    PRODUCT = "Product"
+    BRAND = "Brand"
+    CATEGORY = "Category"
+    USER = "User"
+
+
+class Rel(StrEnum):
+    MADE_BY = "MADE_BY"  # Product -> Brand
+    IN_CATEGORY = "IN_CATEGORY"  # Product -> Category
+    SUBCATEGORY_OF = "SUBCATEGORY_OF"  # Category -> Category (child -> parent)
+    ALSO_BOUGHT = "ALSO_BOUGHT"  # Product -> Product
+    ALSO_VIEWED = "ALSO_VIEWED"  # Product -> Product
+    BOUGHT_TOGETHER = "BOUGHT_TOGETHER"  # Product -> Product
+    INTERACTED = "INTERACTED"  # User -> Product {rating, ts, kind}
+
+
+PRODUCT_RELATIONS: tuple[Rel, ...] = (Rel.ALSO_BOUGHT, Rel.ALSO_VIEWED, Rel.BOUGHT_TOGETHER)
+
+# (source label, relationship, target label) for every relationship type.
+REL_ENDPOINTS: dict[Rel, tuple[Label, Label]] = {
+    Rel.MADE_BY: (Label.PRODUCT, Label.BRAND),
+    Rel.IN_CATEGORY: (Label.PRODUCT, Label.CATEGORY),
+    Rel.SUBCATEGORY_OF: (Label.CATEGORY, Label.CATEGORY),
+    Rel.ALSO_BOUGHT: (Label.PRODUCT, Label.PRODUCT),
+    Rel.ALSO_VIEWED: (Label.PRODUCT, Label.PRODUCT),
+    Rel.BOUGHT_TOGETHER: (Label.PRODUCT, Label.PRODUCT),
+    Rel.INTERACTED: (Label.USER, Label.PRODUCT),
+}
+
+# Key property of every label (uniqueness constraints are created on these).
+KEY = "id"
+
+CATEGORY_PATH_SEP = " > "
+
+
+@dataclass
+class Product:
+    """One product. `in_catalogue=False` marks a stub: a product referenced by a relation or an
+    interaction but absent from the catalogue itself."""
+
+    id: str
+    title: str = ""
+    description: str = ""
+    brand: str | None = None
+    # Category node ids (full root->leaf path joined by CATEGORY_PATH_SEP for hierarchies,
+    # the bare name for sources that only have sets).
+    categories: list[str] = field(default_factory=list)
+    price: float | None = None
+    in_catalogue: bool = True
+
+
+@dataclass
+class Category:
+    id: str  # full path (hierarchies) or name (sets)
+    name: str  # leaf name
+    parent: str | None = None  # id of the parent category
+
+
+@dataclass(frozen=True)
+class Edge:
+    rel: Rel
+    src: str
+    dst: str
+
+
+@dataclass
+class Interaction:
+    user: str
+    product: str
+    rating: float | None = None
+    ts: float | None = None  # unix seconds, or sequence position where the source has no time
+    kind: str = "rating"  # rating | review | view | cart | purchase | sequence
+
+
+@dataclass
+class Catalogue:
+    """Everything a build writes. Readers fill it; `kg.cleaning` makes it consistent."""
+
+    products: dict[str, Product] = field(default_factory=dict)
+    categories: dict[str, Category] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+    interactions: list[Interaction] = field(default_factory=list)
+
+    @property
+    def brands(self) -> set[str]:
+        return {p.brand for p in self.products.values() if p.brand}
+
+    @property
+    def users(self) -> set[str]:
+        return {i.user for i in self.interactions}
