@@ -1,0 +1,73 @@
+"""Shared fixtures. Neo4j tests run against a dedicated, disposable server, never a user's own.
+
+`neo4j_settings` starts, with the same `kg.server.ensure_running` users run, a test instance in
+${KGREC_TEST_HOME:-/tmp/kgrec-test}/neo4j on 127.0.0.1 ports 17687 (bolt) and 17474 (http), unless
+KGREC_TEST_NEO4J_URI (+ KGREC_TEST_NEO4J_USER, KGREC_TEST_NEO4J_PASSWORD) names a disposable
+server. The jars come from the usual cache (${KGREC_CACHE:-~/.cache/kgrec}).
+
+The test instance is left running when the session ends so that re-runs start fast; stop it with
+`kgrec neo4j stop --home /tmp/kgrec-test/neo4j`. If it cannot start, Neo4j tests error with the
+reason: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import neo4j
+import pytest
+
+from kg import server
+
+TEST_HOME = Path(os.environ.get("KGREC_TEST_HOME") or "/tmp/kgrec-test") / "neo4j"
+
+# Point kgrec's defaults at the test server before any test runs, so that code which falls back
+# to connection_settings()/ensure_running() can never reach a user's own database.
+for _var in ("NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD"):
+    os.environ.pop(_var, None)
+    if os.environ.get(f"KGREC_TEST_{_var}"):
+        os.environ[_var] = os.environ[f"KGREC_TEST_{_var}"]
+os.environ.update(
+    KGREC_NEO4J_HOME=str(TEST_HOME),
+    KGREC_NEO4J_BOLT_PORT="17687",
+    KGREC_NEO4J_HTTP_PORT="17474",
+    KGREC_NEO4J_HEAP="512m",
+    KGREC_NEO4J_PAGECACHE="256m",
+)
+
+
+@pytest.fixture(scope="session")
+def neo4j_settings() -> server.Neo4jSettings:
+    """A running Neo4j for the whole session (the test instance, or KGREC_TEST_NEO4J_URI)."""
+    try:
+        # Generous: the first run downloads Neo4j, and CI machines are slow and shared.
+        return server.ensure_running(timeout=600)
+    except server.ServerError as error:
+        pytest.fail(f"the test Neo4j server is not available: {error}", pytrace=False)
+
+
+@pytest.fixture
+def neo4j_clean(neo4j_settings: server.Neo4jSettings) -> server.Neo4jSettings:
+    """The session server with an empty database: no nodes, no constraints, no user indexes."""
+    auth = (neo4j_settings.user, neo4j_settings.password)
+    with (
+        neo4j.GraphDatabase.driver(neo4j_settings.uri, auth=auth) as driver,
+        driver.session() as session,
+    ):
+        # Auto-commit batches: one transaction for a big graph would exhaust the heap.
+        session.run(
+            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+        ).consume()
+        # Constraints first: they own their backing indexes.
+        for show, drop in (
+            ("SHOW CONSTRAINTS YIELD name", "CONSTRAINT"),
+            ("SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name", "INDEX"),
+        ):
+            for name in session.run(show).value("name"):
+                session.run(f"DROP {drop} {_quote(name)} IF EXISTS").consume()
+    return neo4j_settings
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
