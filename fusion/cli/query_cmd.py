@@ -1,0 +1,200 @@
+"""`kgrec related | recommend | search | publish | serve`: answers from a trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:  # torch/fastapi load only when a command runs
+    from fusion.query import Filters, Recommender, Result
+
+DEFAULT_CHECKPOINT = Path("artifacts/model")
+
+Checkpoint = Annotated[
+    Path,
+    typer.Option(envvar="KGREC_CHECKPOINT", help="Trained model directory (or $KGREC_CHECKPOINT)."),
+]
+StoreUri = Annotated[
+    str | None,
+    typer.Option(
+        "--store", help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: local server)."
+    ),
+]
+K = Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Number of answers.")]
+Brand = Annotated[str | None, typer.Option(help="Only this brand (case-insensitive).")]
+Category = Annotated[str | None, typer.Option(help="Only this category (id, path or name).")]
+MinPrice = Annotated[float | None, typer.Option(min=0, help="Lowest price.")]
+MaxPrice = Annotated[float | None, typer.Option(min=0, help="Highest price.")]
+InCatalogue = Annotated[bool, typer.Option(help="Leave out referenced-only stub products.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Explain = Annotated[bool, typer.Option(help="Explain each answer with knowledge-graph paths.")]
+
+err = Console(stderr=True)
+
+
+def related(
+    product_id: Annotated[str, typer.Argument(help="Product id.")],
+    k: K = 10,
+    brand: Brand = None,
+    category: Category = None,
+    min_price: MinPrice = None,
+    max_price: MaxPrice = None,
+    in_catalogue: InCatalogue = False,
+    json: Json = False,
+    explain: Explain = True,
+    checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
+    store: StoreUri = None,
+) -> None:
+    """Products related to PRODUCT_ID (also works for products added after training)."""
+    with _answering(checkpoint, store) as rec:
+        f = _filters(brand, category, min_price, max_price, in_catalogue)
+        _show(product_id, rec.related(product_id, k, f, explain), json)
+
+
+def recommend(
+    user_id: Annotated[str, typer.Argument(help="User id.")],
+    k: K = 10,
+    brand: Brand = None,
+    category: Category = None,
+    min_price: MinPrice = None,
+    max_price: MaxPrice = None,
+    in_catalogue: InCatalogue = False,
+    json: Json = False,
+    explain: Explain = True,
+    checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
+    store: StoreUri = None,
+) -> None:
+    """Products for USER_ID, leaving out those the user already has."""
+    with _answering(checkpoint, store) as rec:
+        f = _filters(brand, category, min_price, max_price, in_catalogue)
+        _show(user_id, rec.recommend(user_id, k, f, explain), json)
+
+
+def search(
+    text: Annotated[str, typer.Argument(help="Query text.")],
+    k: K = 10,
+    brand: Brand = None,
+    category: Category = None,
+    min_price: MinPrice = None,
+    max_price: MaxPrice = None,
+    in_catalogue: InCatalogue = False,
+    json: Json = False,
+    explain: Explain = True,
+    checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
+    store: StoreUri = None,
+) -> None:
+    """Products matching TEXT."""
+    with _answering(checkpoint, store) as rec:
+        f = _filters(brand, category, min_price, max_price, in_catalogue)
+        _show(text, rec.search(text, k, f, explain), json)
+
+
+def publish(
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="RELATED_TO per product.")] = 10,
+    model: Annotated[
+        str | None, typer.Option(help="Model name on RELATED_TO (default: checkpoint dir name).")
+    ] = None,
+    checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
+    store: StoreUri = None,
+) -> None:
+    """Write product vectors (+ vector index) and top-K RELATED_TO into Neo4j."""
+    from fusion.publish import publish as write_back
+
+    with _answering(checkpoint, store) as rec:
+        rec.name = model or rec.name
+        report = write_back(rec, k)
+        typer.echo(
+            f"model {report.model}: {report.vectors} vectors (d={report.dimensions}), "
+            f"{report.related} RELATED_TO written"
+        )
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
+    store: StoreUri = None,
+) -> None:
+    """Serve related/recommend/search over HTTP (OpenAPI docs at /docs)."""
+    import torch
+    import uvicorn
+
+    from fusion.serve import create_app
+
+    # Concurrency comes from requests; intra-op threads for one small matmul only add tail latency.
+    torch.set_num_threads(1)
+    with _answering(checkpoint, store) as rec:
+        uvicorn.run(create_app(rec), host=host, port=port)
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "related": related,
+    "recommend": recommend,
+    "search": search,
+    "publish": publish,
+    "serve": serve,
+}
+
+
+def register(app: typer.Typer) -> None:
+    for name, command in COMMANDS.items():
+        app.command(name)(command)
+
+
+@contextmanager
+def _answering(checkpoint: Path, store: str | None) -> Iterator[Recommender]:
+    """The loaded recommender; expected failures become one message and exit code 1."""
+    from fusion.query import Recommender, UnknownIdError
+    from kg.stores import StoreError
+
+    try:
+        rec = Recommender.load(checkpoint, store)
+    except (StoreError, OSError, NotImplementedError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    try:
+        yield rec
+    except (UnknownIdError, StoreError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        rec.close()
+
+
+def _filters(
+    brand: str | None,
+    category: str | None,
+    min_price: float | None,
+    max_price: float | None,
+    in_catalogue: bool,
+) -> Filters:
+    from fusion.query import Filters
+
+    return Filters(
+        brand=brand,
+        category=category,
+        min_price=min_price,
+        max_price=max_price,
+        in_catalogue=in_catalogue,
+    )
+
+
+def _show(query: str, results: list[Result], as_json: bool) -> None:
+    if as_json:
+        from fusion.serve import Answer
+
+        typer.echo(Answer(query=query, results=results).model_dump_json(indent=2))
+        return
+    table = Table(title=f"{len(results)} answers for {query}")
+    for column in ("#", "product", "title", "score", "why"):
+        table.add_column(column, overflow="fold")
+    for n, r in enumerate(results, 1):
+        why = "\n".join(str(p) for p in r.explanations)
+        table.add_row(str(n), r.product_id, r.title, f"{r.score:.3f}", why)
+    Console().print(table)

@@ -1,0 +1,253 @@
+"""Answering queries — related items, recommendations, text search — with filters and
+knowledge-graph explanations. This is the Python API the CLI and the REST service wrap.
+
+The model side is the small `QueryModel` protocol below (one adapter, `load_query_model`, binds a
+saved checkpoint to it); the graph side is a `kg.stores.Store`, which supplies titles, filter
+attributes, user histories, products added after training, and explanation paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field, model_validator
+from torch import Tensor
+
+from fusion.explain import Path, category_name, kg_view, text_paths
+from kg.schema import CATEGORY_PATH_SEP, Product
+from kg.stores import Store, open_store
+from text_encoder.template import render_product_text
+
+
+class QueryModel(Protocol):
+    """What a trained model must offer to be queried (and published)."""
+
+    product_ids: list[str]  # row order of every product tensor below
+    user_ids: list[str]  # row order of `user_scores` queries
+
+    def product_vectors(self) -> Tensor:
+        """[N, d] fused product vectors; related = cosine between them."""
+        ...
+
+    def user_scores(self, user_idx: Tensor) -> Tensor:
+        """[B, N] recommendation scores of every product for users `user_idx` (LongTensor[B])."""
+        ...
+
+    def text_to_vectors(self, texts: list[str]) -> Tensor:
+        """[B, d] vectors in the product-vector space for query texts or new products' texts."""
+        ...
+
+
+class UnknownIdError(LookupError):
+    """A product or user id that neither the model nor the graph knows."""
+
+    def __init__(self, kind: str, id_: str, why: str = "not in the model nor in the graph") -> None:
+        self.kind, self.id = kind, id_
+        super().__init__(f"unknown {kind} {id_!r}: {why}")
+
+
+class Filters(BaseModel):
+    """Constraints on answers; products with an unknown price fail any price bound."""
+
+    brand: str | None = None  # brand id, case-insensitive
+    category: str | None = None  # category id, path prefix or name, case-insensitive
+    min_price: float | None = Field(default=None, ge=0)
+    max_price: float | None = Field(default=None, ge=0)
+    in_catalogue: bool = False  # only products in the catalogue (no referenced-only stubs)
+
+    @model_validator(mode="after")
+    def _price_range(self) -> Filters:
+        lo, hi = self.min_price, self.max_price
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_price {lo} > max_price {hi}")
+        return self
+
+
+class Result(BaseModel):
+    product_id: str
+    title: str
+    score: float
+    explanations: list[Path] = Field(default_factory=list)
+
+
+class FilterIndex:
+    """Per-product filter attributes as tensors and inverted lists, built once."""
+
+    def __init__(self, ids: list[str], products: dict[str, Product]) -> None:
+        rows = [products.get(pid) for pid in ids]
+        nan = float("nan")
+        self.price = torch.tensor([p.price if p and p.price is not None else nan for p in rows])
+        self.in_catalogue = torch.tensor([bool(p and p.in_catalogue) for p in rows])
+        brands: dict[str, list[int]] = {}
+        categories: dict[str, set[int]] = {}
+        for i, p in enumerate(rows):
+            if p is None:
+                continue
+            if p.brand:
+                brands.setdefault(p.brand.casefold(), []).append(i)
+            for key in {k for cat in p.categories for k in _category_keys(cat)}:
+                categories.setdefault(key, set()).add(i)
+        self._brands = {k: torch.tensor(v) for k, v in brands.items()}
+        self._categories = {k: torch.tensor(sorted(v)) for k, v in categories.items()}
+
+    def mask(self, f: Filters) -> Tensor | None:
+        """BoolTensor[N] of products passing `f`; None when nothing is filtered."""
+        mask: Tensor | None = None
+        if f.in_catalogue:
+            mask = self.in_catalogue.clone()
+        for value, members in ((f.brand, self._brands), (f.category, self._categories)):
+            if value is not None:
+                hit = torch.zeros_like(self.in_catalogue)
+                idx = members.get(value.casefold())
+                if idx is not None:
+                    hit[idx] = True
+                mask = hit if mask is None else mask & hit
+        for bound, ok in ((f.min_price, torch.ge), (f.max_price, torch.le)):
+            if bound is not None:
+                hit = ok(self.price, bound)  # NaN (unknown price) compares False
+                mask = hit if mask is None else mask & hit
+        return mask
+
+
+def _category_keys(category_id: str) -> list[str]:
+    # A product in "A > B > C" matches "A > B > C", "A > B", "A" and the names "B", "C".
+    levels = category_id.split(CATEGORY_PATH_SEP)
+    prefixes = [CATEGORY_PATH_SEP.join(levels[: i + 1]) for i in range(len(levels))]
+    return [k.casefold() for k in (*prefixes, *levels, category_name(category_id))]
+
+
+class Recommender:
+    """A trained model bound to a graph store; answers are ranked by one matmul + top-k."""
+
+    def __init__(self, model: QueryModel, store: Store, name: str = "kgrec") -> None:
+        self.model, self.store, self.name = model, store, name
+        self.product_ids = list(model.product_ids)
+        self._product_idx = {pid: i for i, pid in enumerate(self.product_ids)}
+        self._user_idx = {uid: i for i, uid in enumerate(model.user_ids)}
+        with torch.no_grad():
+            vectors = model.product_vectors().detach().float()
+        # Normalised here (whatever the model returns) so scores are cosines, as in Neo4j.
+        self.vectors = F.normalize(vectors, dim=-1).contiguous()
+        self.products = store.get_products(self.product_ids)
+        self.filters = FilterIndex(self.product_ids, self.products)
+        self.view = kg_view(store)
+
+    @classmethod
+    def load(cls, checkpoint_dir: str | FsPath, store: Store | str | None = None) -> Recommender:
+        """The model saved in `checkpoint_dir` over `store`, a Store or a store URI (default:
+        the local Neo4j server)."""
+        model = load_query_model(checkpoint_dir)  # first: a bad checkpoint opens no store
+        if not isinstance(store, Store):
+            store = open_store(store)
+        return cls(model, store, name=FsPath(checkpoint_dir).name)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def related(
+        self, product_id: str, k: int = 10, filters: Filters | None = None, explain: bool = True
+    ) -> list[Result]:
+        """Products most similar to `product_id`; a product added to the graph after training is
+        placed by its text."""
+        query = self._product_vector(product_id)
+        own = self._product_idx.get(product_id)
+        hits = self._top(self.vectors @ query, k, filters, [] if own is None else [own])
+        paths = self.view.explain([product_id], [pid for pid, _ in hits]) if explain else {}
+        return self._results(hits, paths)
+
+    def recommend(
+        self, user_id: str, k: int = 10, filters: Filters | None = None, explain: bool = True
+    ) -> list[Result]:
+        """Products for `user_id`, excluding those the user already has in the graph."""
+        items = self.view.user_items(user_id)
+        known = [self._product_idx[p] for p in items or [] if p in self._product_idx]
+        user = self._user_idx.get(user_id)
+        if user is not None:
+            with torch.no_grad():
+                scores = self.model.user_scores(torch.tensor([user]))[0]
+        elif known:  # a user new to the model: their items' centroid
+            scores = self.vectors @ F.normalize(self.vectors[known].mean(0), dim=0)
+        elif items is None:
+            raise UnknownIdError("user", user_id)
+        else:
+            raise UnknownIdError("user", user_id, "none of the user's products is in the model")
+        hits = self._top(scores, k, filters, known)
+        paths = {}
+        if explain and items:
+            paths = self.view.explain(items, [pid for pid, _ in hits], user_id=user_id)
+        return self._results(hits, paths)
+
+    def search(
+        self, text: str, k: int = 10, filters: Filters | None = None, explain: bool = True
+    ) -> list[Result]:
+        """Products matching a free-text query."""
+        if not text.strip():
+            raise ValueError("search text is empty")
+        with torch.no_grad():
+            query = F.normalize(self.model.text_to_vectors([text])[0].float(), dim=0)
+        hits = self._top(self.vectors @ query, k, filters, [])
+        paths = {}
+        if explain:
+            paths = {
+                pid: text_paths(text, self.products[pid]) for pid, _ in hits if pid in self.products
+            }
+        return self._results(hits, paths)
+
+    def _product_vector(self, product_id: str) -> Tensor:
+        idx = self._product_idx.get(product_id)
+        if idx is not None:
+            return self.vectors[idx]
+        product = self.store.get_products([product_id]).get(product_id)
+        if product is None:
+            raise UnknownIdError("product", product_id)
+        text = render_product_text(
+            {
+                "title": product.title,
+                "description": product.description,
+                "brand": product.brand,
+                "categories": product.categories,
+            }
+        )
+        if not text:
+            raise UnknownIdError("product", product_id, "not in the model and has no text")
+        with torch.no_grad():
+            return F.normalize(self.model.text_to_vectors([text])[0].float(), dim=0)
+
+    def _top(
+        self, scores: Tensor, k: int, filters: Filters | None, exclude: list[int]
+    ) -> list[tuple[str, float]]:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        mask = self.filters.mask(filters) if filters else None
+        if exclude:
+            mask = torch.ones_like(self.filters.in_catalogue) if mask is None else mask
+            mask[exclude] = False
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        values, idx = torch.topk(scores, min(k, scores.shape[0]))
+        return [
+            (self.product_ids[i], v)
+            for v, i in zip(values.tolist(), idx.tolist(), strict=True)
+            if v != float("-inf")
+        ]
+
+    def _results(self, hits: list[tuple[str, float]], paths: dict[str, list[Path]]) -> list[Result]:
+        return [
+            Result(
+                product_id=pid,
+                title=p.title if (p := self.products.get(pid)) else "",
+                score=score,
+                explanations=paths.get(pid, []),
+            )
+            for pid, score in hits
+        ]
+
+
+def load_query_model(checkpoint_dir: str | FsPath) -> QueryModel:
+    """The single binding between a saved checkpoint and the query layer."""
+    raise NotImplementedError(
+        f"cannot load {checkpoint_dir}: no checkpoint → QueryModel adapter yet (fusion.checkpoint)"
+    )
