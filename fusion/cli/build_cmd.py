@@ -1,0 +1,108 @@
+"""`kgrec build`: catalogue files → cleaned knowledge graph in a store, with a summary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from kg.rejects import BadInputError
+from kg.stores import StoreError
+
+if TYPE_CHECKING:
+    from kg.build import BuildSummary
+
+err = Console(stderr=True)
+
+
+def build(
+    catalogue: Annotated[Path, typer.Option(help="Catalogue file or directory.")],
+    interactions: Annotated[
+        Path | None, typer.Option(help="Separate interactions file (reviews / ratings).")
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="Source layout, or auto to detect it.")
+    ] = "auto",
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: the local server)."
+        ),
+    ] = None,
+    external: Annotated[
+        Literal["stub", "drop"],
+        typer.Option(help="Products referenced but not in the catalogue: stub nodes or drop."),
+    ] = "stub",
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad input row.")] = False,
+    rejects: Annotated[Path, typer.Option(help="Where rejected rows are written (JSON lines).")] = (
+        Path("kgrec-rejects.jsonl")
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Read, clean and store a catalogue; re-running is safe (writes are upserts)."""
+    from kg.build import build as run_build  # heavy imports only when the command runs
+
+    try:
+        with _progress_bars() as progress:
+            summary = run_build(
+                catalogue, interactions, format, store, external, strict, rejects, progress
+            )
+    except (BadInputError, StoreError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary.to_json(), indent=2))
+    else:
+        Console().print(_summary_table(summary))
+        err.print(f"rejects: {summary.rejected} written to {summary.rejects_path}")
+
+
+@contextmanager
+def _progress_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar per build step, on stderr so --json output stays clean."""
+    bars = Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bars.add_task(step, total=total)
+        bars.update(tasks[step], completed=done, total=total)
+
+    with bars:
+        yield update
+
+
+def _summary_table(summary: BuildSummary) -> Table:
+    table = Table(title=f"kgrec build → {summary.store} ({summary.seconds} s)")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, n in summary.nodes.items():
+        table.add_row(f"nodes: {label}", f"{n:,}")
+    for rel, n in summary.relationships.items():
+        table.add_row(f"relationships: {rel}", f"{n:,}")
+    table.add_row("rejected rows", f"{summary.rejected:,}")
+    for name, value in asdict(summary.cleaning).items():
+        table.add_row(f"cleaning: {name}", f"{value:,}" if isinstance(value, int) else str(value))
+    return table

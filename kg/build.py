@@ -1,0 +1,79 @@
+"""The build pipeline: read a catalogue → clean it → write it to a store → summarise."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kg.cleaning import CleaningReport, External, clean
+from kg.readers import read_catalogue
+from kg.rejects import BadInputError, RejectLog
+from kg.stores import Progress, open_store
+
+DEFAULT_REJECTS = Path("kgrec-rejects.jsonl")
+
+
+@dataclass
+class BuildSummary:
+    store: str  # URI of the store written
+    nodes: dict[str, int]
+    relationships: dict[str, int]
+    rejected: int
+    rejects_path: str
+    cleaning: CleaningReport
+    seconds: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def build(
+    catalogue: str | Path,
+    interactions: str | Path | None = None,
+    fmt: str = "auto",
+    store_uri: str | None = None,
+    external: External = "stub",
+    strict: bool = False,
+    rejects_path: str | Path = DEFAULT_REJECTS,
+    progress: Progress | None = None,
+) -> BuildSummary:
+    """Read, clean and write one catalogue; counts are the store's, after the write.
+
+    Raises `BadInputError` (strict mode, or nothing readable), `StoreError` (store unusable).
+    """
+    start = time.perf_counter()
+    log = RejectLog(strict=strict)
+    with _stage(progress, "read"):
+        cat = read_catalogue(catalogue, fmt, interactions, log)
+    if not cat.products:  # e.g. a missing or unreadable file, logged as a reject by the reader
+        reason = f": {log.rejects[0]}" if len(log) else ""
+        raise BadInputError(f"no products read from {catalogue}{reason}")
+    with _stage(progress, "clean"):
+        report = clean(cat, external)
+    rejects = log.write(rejects_path)  # before the write, so a failed write still leaves them
+    with open_store(store_uri) as store:
+        store.write(cat, progress)
+        counts = store.counts()
+        uri = store.uri
+    return BuildSummary(
+        store=uri,
+        nodes=counts["nodes"],
+        relationships=counts["relationships"],
+        rejected=len(log),
+        rejects_path=str(rejects),
+        cleaning=report,
+        seconds=round(time.perf_counter() - start, 2),
+    )
+
+
+@contextmanager
+def _stage(progress: Progress | None, name: str) -> Iterator[None]:
+    """Report a step without a measurable size (reading, cleaning) as one unit of work."""
+    if progress:
+        progress(name, 0, 1)
+    yield
+    if progress:
+        progress(name, 1, 1)

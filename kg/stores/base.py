@@ -1,0 +1,155 @@
+"""The `Store` interface every graph backend implements, and `Snapshot`: the plain-data view of a
+graph that stores write from and read back into (export and tests compare snapshots)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from kg.schema import Catalogue, Label, Product, Rel
+
+# Called as progress(step, done, total) while a write runs; step is a label or relationship name.
+Progress = Callable[[str, int, int], None]
+
+
+# Relationship types held as plain (src, dst) pairs; INTERACTED carries properties of its own.
+EDGE_RELS: tuple[Rel, ...] = tuple(rel for rel in Rel if rel != Rel.INTERACTED)
+
+
+class StoreError(RuntimeError):
+    """A store cannot be opened or used (server down, bad URI, unreadable files)."""
+
+
+class ProductRow(NamedTuple):
+    id: str
+    title: str
+    description: str
+    price: float | None
+    in_catalogue: bool
+
+
+class InteractionRow(NamedTuple):
+    user: str
+    product: str
+    rating: float | None
+    ts: float | None
+    kind: str
+
+
+@dataclass
+class Snapshot:
+    """A whole graph as sorted plain data: nodes by id, edges and interactions by (src, dst).
+
+    `edges` holds every type in EDGE_RELS; INTERACTED rows are `interactions`.
+    """
+
+    products: list[ProductRow] = field(default_factory=list)
+    brands: list[str] = field(default_factory=list)
+    categories: list[tuple[str, str]] = field(default_factory=list)  # (id, name)
+    users: list[str] = field(default_factory=list)
+    edges: dict[Rel, list[tuple[str, str]]] = field(default_factory=dict)
+    interactions: list[InteractionRow] = field(default_factory=list)
+
+    @classmethod
+    def from_catalogue(cls, catalogue: Catalogue) -> Snapshot:
+        """What writing `catalogue` to an empty store holds, before dangling edges are skipped.
+
+        Duplicate edges collapse; interactions are one per (user, product), the last one wins
+        (the same outcome as MERGE + SET in the order given).
+        """
+        products = catalogue.products.values()
+        edges: dict[Rel, set[tuple[str, str]]] = {rel: set() for rel in EDGE_RELS}
+        for edge in catalogue.edges:
+            edges[edge.rel].add((edge.src, edge.dst))
+        for p in products:
+            if p.brand:
+                edges[Rel.MADE_BY].add((p.id, p.brand))
+            edges[Rel.IN_CATEGORY].update((p.id, c) for c in p.categories)
+        for c in catalogue.categories.values():
+            if c.parent is not None:
+                edges[Rel.SUBCATEGORY_OF].add((c.id, c.parent))
+        interactions = {
+            (i.user, i.product): InteractionRow(
+                i.user, i.product, _float(i.rating), _float(i.ts), i.kind
+            )
+            for i in catalogue.interactions
+        }
+        return cls(
+            products=sorted(
+                ProductRow(p.id, p.title, p.description, _float(p.price), p.in_catalogue)
+                for p in products
+            ),
+            brands=sorted(catalogue.brands),
+            categories=sorted((c.id, c.name) for c in catalogue.categories.values()),
+            users=sorted(catalogue.users),
+            edges={rel: sorted(pairs) for rel, pairs in edges.items()},
+            interactions=[interactions[key] for key in sorted(interactions)],
+        )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Counts in the shape of `Store.counts()`."""
+        nodes = {
+            Label.PRODUCT: len(self.products),
+            Label.BRAND: len(self.brands),
+            Label.CATEGORY: len(self.categories),
+            Label.USER: len(self.users),
+        }
+        rels = {rel: len(pairs) for rel, pairs in self.edges.items()}
+        rels[Rel.INTERACTED] = len(self.interactions)
+        return counts_dict(nodes, rels)
+
+
+def counts_dict(nodes: dict[Label, int], rels: dict[Rel, int]) -> dict[str, dict[str, int]]:
+    """The `Store.counts()` shape, with every label and relationship type present."""
+    return {
+        "nodes": {str(label): nodes.get(label, 0) for label in Label},
+        "relationships": {str(rel): rels.get(rel, 0) for rel in Rel},
+    }
+
+
+def _float(value: float | None) -> float | None:
+    # Neo4j keeps ints and floats apart; normalise so both stores read back the same values.
+    return None if value is None else float(value)
+
+
+class Store(ABC):
+    """A product knowledge graph. Writes are upserts: writing the same catalogue twice leaves the
+    same graph. Relationships whose endpoint nodes do not exist are skipped."""
+
+    uri: str
+
+    def write(self, catalogue: Catalogue, progress: Progress | None = None) -> None:
+        self.write_snapshot(Snapshot.from_catalogue(catalogue), progress)
+
+    @abstractmethod
+    def write_snapshot(self, snap: Snapshot, progress: Progress | None = None) -> None:
+        """Upsert every node, relationship and interaction of `snap`."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{"nodes": {label: n}, "relationships": {rel: n}} for every label and rel type."""
+
+    @abstractmethod
+    def snapshot(self) -> Snapshot: ...
+
+    @abstractmethod
+    def neighbours(self, product_id: str) -> dict[str, list[str]]:
+        """Outgoing product->product neighbours of one product: {rel: sorted ids} per relation."""
+
+    @abstractmethod
+    def get_products(self, ids: Iterable[str]) -> dict[str, Product]:
+        """The products found among `ids`, with brand and (sorted) categories filled in."""
+
+    @abstractmethod
+    def clear(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,223 @@
+"""`Neo4jStore`: the store of record. Batched, idempotent `UNWIND ... MERGE` writes in managed
+transactions; labels and relationship types come only from `kg.schema` enums."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, LiteralString, cast
+
+import neo4j
+from neo4j import GraphDatabase
+from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable
+
+from kg.schema import KEY, PRODUCT_RELATIONS, REL_ENDPOINTS, Label, Product, Rel
+from kg.stores.base import (
+    EDGE_RELS,
+    InteractionRow,
+    ProductRow,
+    Progress,
+    Snapshot,
+    Store,
+    StoreError,
+    counts_dict,
+)
+
+BATCH_SIZE = 10_000
+
+# Node upserts, one per label; row layouts match Snapshot's rows.
+_NODE_WRITES: dict[Label, str] = {
+    Label.PRODUCT: "UNWIND $rows AS row MERGE (n:Product {id: row[0]}) "
+    "SET n.title = row[1], n.description = row[2], n.price = row[3], n.in_catalogue = row[4]",
+    Label.BRAND: "UNWIND $rows AS id MERGE (:Brand {id: id})",
+    Label.CATEGORY: "UNWIND $rows AS row MERGE (n:Category {id: row[0]}) SET n.name = row[1]",
+    Label.USER: "UNWIND $rows AS id MERGE (:User {id: id})",
+}
+_PRODUCT_REL_TYPES = "|".join(PRODUCT_RELATIONS)
+
+
+def _q(text: str) -> LiteralString:
+    # Every query is a constant or built from kg.schema enums only; data always goes in $params.
+    return cast(LiteralString, text)
+
+
+def rel_write_query(rel: Rel) -> LiteralString:
+    src, dst = REL_ENDPOINTS[rel]
+    query = (
+        f"UNWIND $rows AS row MATCH (a:{src} {{id: row[0]}}) MATCH (b:{dst} {{id: row[1]}}) "
+        f"MERGE (a)-[r:{rel}]->(b)"
+    )
+    if rel == Rel.INTERACTED:  # one relationship per (user, product); the latest values win
+        query += " SET r.rating = row[2], r.ts = row[3], r.kind = row[4]"
+    return _q(query)
+
+
+class Neo4jStore(Store):
+    def __init__(
+        self,
+        uri: str,
+        user: str,
+        password: str,
+        database: str | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.uri = uri
+        self.database = database
+        self.batch_size = batch_size
+        self._driver = GraphDatabase.driver(
+            uri,
+            auth=(user, password),
+            # Types absent from a partial graph (e.g. no SUBCATEGORY_OF) are expected, not warnings.
+            notifications_disabled_classifications=[
+                neo4j.NotificationDisabledClassification.UNRECOGNIZED
+            ],
+        )
+        try:
+            self._driver.verify_connectivity()
+        except (ServiceUnavailable, AuthError, Neo4jError, OSError, ValueError) as exc:
+            self._driver.close()
+            raise StoreError(f"cannot connect to Neo4j at {uri}: {exc}") from exc
+
+    def session(self) -> neo4j.Session:
+        return self._driver.session(database=self.database)
+
+    def _read(self, query: LiteralString, **params: Any) -> list[list[Any]]:
+        with self.session() as session:
+            return session.run(query, params).values()
+
+    def ensure_constraints(self) -> None:
+        """Uniqueness on every label's key; must exist before any MERGE (it is also the index)."""
+        with self.session() as session:
+            for label in Label:
+                session.run(
+                    _q(
+                        f"CREATE CONSTRAINT kgrec_{label.lower()}_{KEY} IF NOT EXISTS "
+                        f"FOR (n:{label}) REQUIRE n.{KEY} IS UNIQUE"
+                    )
+                ).consume()
+
+    def write_snapshot(self, snap: Snapshot, progress: Progress | None = None) -> None:
+        """Nodes first, then relationships (which MATCH their endpoints by key)."""
+        self.ensure_constraints()
+        steps: list[tuple[str, LiteralString, Sequence[Any]]] = [
+            (Label.PRODUCT, _NODE_WRITES[Label.PRODUCT], _plain(snap.products)),
+            (Label.BRAND, _NODE_WRITES[Label.BRAND], snap.brands),
+            (Label.CATEGORY, _NODE_WRITES[Label.CATEGORY], snap.categories),
+            (Label.USER, _NODE_WRITES[Label.USER], snap.users),
+        ]
+        steps += [(rel, rel_write_query(rel), rows) for rel, rows in snap.edges.items()]
+        steps.append((Rel.INTERACTED, rel_write_query(Rel.INTERACTED), _plain(snap.interactions)))
+        with self.session() as session:
+            for step, query, rows in steps:
+                self._write_batches(session, str(step), query, rows, progress)
+
+    def _write_batches(
+        self,
+        session: neo4j.Session,
+        step: str,
+        query: LiteralString,
+        rows: Sequence[Any],
+        progress: Progress | None,
+    ) -> None:
+        total = len(rows)
+        if progress:
+            progress(step, 0, total)
+        for start in range(0, total, self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            # Managed transaction: each batch commits atomically, retried on transient errors.
+            session.execute_write(_run, query, batch)
+            if progress:
+                progress(step, min(start + self.batch_size, total), total)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        # Count-store lookups: constant time whatever the graph size.
+        nodes = {
+            label: self._read(_q(f"MATCH (n:{label}) RETURN count(n)"))[0][0] for label in Label
+        }
+        rels = {rel: self._read(_q(f"MATCH ()-[r:{rel}]->() RETURN count(r)"))[0][0] for rel in Rel}
+        return counts_dict(nodes, rels)
+
+    def snapshot(self) -> Snapshot:
+        # A few big queries returning one list each: far cheaper than a Record per row.
+        products = self._collect(
+            "MATCH (n:Product) RETURN collect([n.id, n.title, n.description, n.price, "
+            "n.in_catalogue])"
+        )
+        edges = {rel: self._pairs(rel) for rel in EDGE_RELS}
+        interactions = self._collect(
+            "MATCH (a:User)-[r:INTERACTED]->(b:Product) "
+            "RETURN collect([a.id, b.id, r.rating, r.ts, r.kind])"
+        )
+        return Snapshot(
+            products=sorted(map(ProductRow._make, products)),
+            brands=sorted(self._collect("MATCH (n:Brand) RETURN collect(n.id)")),
+            categories=sorted(
+                (i, n)
+                for i, n in self._collect("MATCH (n:Category) RETURN collect([n.id, n.name])")
+            ),
+            users=sorted(self._collect("MATCH (n:User) RETURN collect(n.id)")),
+            edges=edges,
+            interactions=sorted(map(InteractionRow._make, interactions)),
+        )
+
+    def _collect(self, query: str) -> list[Any]:
+        return self._read(_q(query))[0][0]
+
+    def _pairs(self, rel: Rel) -> list[tuple[str, str]]:
+        src, dst = REL_ENDPOINTS[rel]
+        rows = self._collect(f"MATCH (a:{src})-[:{rel}]->(b:{dst}) RETURN collect([a.id, b.id])")
+        return sorted(map(tuple, rows))
+
+    def neighbours(self, product_id: str) -> dict[str, list[str]]:
+        rows = self._read(
+            _q(
+                f"MATCH (:Product {{id: $id}})-[r:{_PRODUCT_REL_TYPES}]->(q:Product) "
+                "RETURN type(r), q.id"
+            ),
+            id=product_id,
+        )
+        found: dict[str, list[str]] = {str(rel): [] for rel in PRODUCT_RELATIONS}
+        for rel, other in rows:
+            found[rel].append(other)
+        return {rel: sorted(ids) for rel, ids in found.items()}
+
+    def get_products(self, ids: Iterable[str]) -> dict[str, Product]:
+        rows = self._read(
+            _q(
+                "UNWIND $ids AS id MATCH (p:Product {id: id}) "
+                "OPTIONAL MATCH (p)-[:MADE_BY]->(b:Brand) "
+                "OPTIONAL MATCH (p)-[:IN_CATEGORY]->(c:Category) "
+                "RETURN p.id, p.title, p.description, p.price, p.in_catalogue, "
+                "collect(DISTINCT b.id), collect(DISTINCT c.id)"
+            ),
+            ids=list(ids),
+        )
+        return {
+            pid: Product(pid, title, desc, min(brands, default=None), sorted(cats), price, inc)
+            for pid, title, desc, price, inc, brands, cats in rows
+        }
+
+    def clear(self) -> None:
+        # Relationships first, then nodes, in auto-committed batches: a DETACH DELETE of
+        # high-degree nodes would pile every relationship into one transaction's state.
+        batched = " IN TRANSACTIONS OF 10000 ROWS"
+        with self.session() as session:
+            for rel in Rel:
+                session.run(
+                    _q(f"MATCH ()-[r:{rel}]->() CALL (r) {{ DELETE r }}{batched}")
+                ).consume()
+            for label in Label:
+                session.run(
+                    _q(f"MATCH (n:{label}) CALL (n) {{ DETACH DELETE n }}{batched}")
+                ).consume()
+
+    def close(self) -> None:
+        self._driver.close()
+
+
+def _run(tx: neo4j.ManagedTransaction, query: LiteralString, rows: Sequence[Any]) -> None:
+    tx.run(query, rows=rows).consume()
+
+
+def _plain(rows: Sequence[tuple]) -> list[tuple]:
+    # The driver packs plain tuples only, not NamedTuple subclasses.
+    return list(map(tuple, rows))
