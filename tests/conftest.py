@@ -55,10 +55,13 @@ def neo4j_clean(neo4j_settings: server.Neo4jSettings) -> server.Neo4jSettings:
         neo4j.GraphDatabase.driver(neo4j_settings.uri, auth=auth) as driver,
         driver.session() as session,
     ):
-        # Auto-commit batches: one transaction for a big graph would exhaust the heap.
-        session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        ).consume()
+        # Relationships first, in auto-commit batches: a DETACH DELETE of high-degree nodes
+        # piles all their relationships into one transaction and exhausts the small heap.
+        for query in (
+            "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS",
+        ):
+            session.run(query).consume()
         # Constraints first: they own their backing indexes.
         for show, drop in (
             ("SHOW CONSTRAINTS YIELD name", "CONSTRAINT"),

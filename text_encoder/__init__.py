@@ -1,0 +1,44 @@
+"""Product text → L2-normalised vectors with a Hugging Face model (offline default), cached."""
+
+from text_encoder.cache import CacheInvalidError, CacheStats, EmbeddingCache, encode_with_cache
+from text_encoder.device import resolve_device, use_all_cpu_cores
+from text_encoder.encoder import TextEncoder
+from text_encoder.model import DEFAULT_MODEL_ID, ModelNotFoundError
+from text_encoder.products import (
+    DEFAULT_VECTORS_PATH,
+    EncodeSummary,
+    ProductVectors,
+    default_cache_dir,
+    encode_products,
+)
+from text_encoder.template import (
+    DEFAULT_TEMPLATE,
+    TextTemplate,
+    UnreadableTextError,
+    clean_text,
+    has_descriptive_text,
+    render_product_text,
+)
+
+__all__ = [
+    "DEFAULT_MODEL_ID",
+    "DEFAULT_TEMPLATE",
+    "DEFAULT_VECTORS_PATH",
+    "CacheInvalidError",
+    "CacheStats",
+    "EmbeddingCache",
+    "EncodeSummary",
+    "ModelNotFoundError",
+    "ProductVectors",
+    "TextEncoder",
+    "TextTemplate",
+    "UnreadableTextError",
+    "clean_text",
+    "default_cache_dir",
+    "encode_products",
+    "encode_with_cache",
+    "has_descriptive_text",
+    "render_product_text",
+    "resolve_device",
+    "use_all_cpu_cores",
+]

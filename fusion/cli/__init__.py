@@ -12,6 +12,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+from fusion.cli import encode_cmd  # noqa: E402  (commands register on the app above)
+
+app.command("encode")(encode_cmd.encode)
+
+from fusion.cli import neo4j_cmd  # noqa: E402
+
+app.add_typer(neo4j_cmd.app, name="neo4j")
+
+from fusion.cli import query_cmd  # noqa: E402
+
+query_cmd.register(app)  # related, recommend, search, publish, serve
+
+from fusion.cli import build_cmd  # noqa: E402
+
+app.command("build")(build_cmd.build)
+
 
 def main() -> None:
     app()
