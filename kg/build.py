@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kg.cleaning import CleaningReport, External, clean
-from kg.readers import read_catalogue
+from kg.readers import ReadCatalogue, read_catalogue
 from kg.rejects import BadInputError, RejectLog
 from kg.stores import Progress, open_store
 
@@ -46,12 +46,8 @@ def build(
     """
     start = time.perf_counter()
     log = RejectLog(strict=strict)
-    with _stage(progress, "read"):
-        cat = read_catalogue(catalogue, fmt, interactions, log)
-    if not cat.products:  # e.g. a missing or unreadable file, logged as a reject by the reader
-        reason = f": {log.rejects[0]}" if len(log) else ""
-        raise BadInputError(f"no products read from {catalogue}{reason}")
-    with _stage(progress, "clean"):
+    cat = read_input(catalogue, interactions, fmt, log, progress)
+    with stage(progress, "clean"):
         report = clean(cat, external)
     rejects = log.write(rejects_path)  # before the write, so a failed write still leaves them
     with open_store(store_uri) as store:
@@ -69,8 +65,25 @@ def build(
     )
 
 
+def read_input(
+    catalogue: str | Path,
+    interactions: str | Path | None,
+    fmt: str,
+    log: RejectLog,
+    progress: Progress | None = None,
+) -> ReadCatalogue:
+    """Read a catalogue (+ interactions) as `build` and `update` do; raises `BadInputError`
+    when no product could be read."""
+    with stage(progress, "read"):
+        cat = read_catalogue(catalogue, fmt, interactions, log)
+    if not cat.products:  # e.g. a missing or unreadable file, logged as a reject by the reader
+        reason = f": {log.rejects[0]}" if len(log) else ""
+        raise BadInputError(f"no products read from {catalogue}{reason}")
+    return cat
+
+
 @contextmanager
-def _stage(progress: Progress | None, name: str) -> Iterator[None]:
+def stage(progress: Progress | None, name: str) -> Iterator[None]:
     """Report a step without a measurable size (reading, cleaning) as one unit of work."""
     if progress:
         progress(name, 0, 1)

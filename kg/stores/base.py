@@ -143,6 +143,15 @@ class Store(ABC):
         """The products found among `ids`, with brand and (sorted) categories filled in."""
 
     @abstractmethod
+    def unlink_products(self, ids: Iterable[str], rels: Iterable[Rel]) -> None:
+        """Delete the outgoing `rels` relationships of these products (before re-linking them)."""
+
+    @abstractmethod
+    def remove_products(self, ids: Iterable[str]) -> int:
+        """Delete these products and every relationship touching them; other nodes (users,
+        brands, categories) stay. Unknown ids are ignored. Returns how many were deleted."""
+
+    @abstractmethod
     def clear(self) -> None: ...
 
     @abstractmethod

@@ -157,6 +157,25 @@ class EmbeddedStore(Store):
             for pid, title, description, price, in_catalogue in map(self._products.get, wanted)
         }
 
+    def unlink_products(self, ids: Iterable[str], rels: Iterable[Rel]) -> None:
+        unlinked = set(ids)
+        for rel in rels:
+            self._edges[rel] = {(s, d) for s, d in self._edges[rel] if s not in unlinked}
+        self._save()
+
+    def remove_products(self, ids: Iterable[str]) -> int:
+        gone = {i for i in ids if i in self._products}
+        for pid in gone:
+            del self._products[pid]
+        for rel, pairs in self._edges.items():
+            src, dst = (label == Label.PRODUCT for label in REL_ENDPOINTS[rel])
+            self._edges[rel] = {
+                (s, d) for s, d in pairs if not (src and s in gone or dst and d in gone)
+            }
+        self._interactions = {k: v for k, v in self._interactions.items() if k[1] not in gone}
+        self._save()
+        return len(gone)
+
     def clear(self) -> None:
         self._products.clear()
         self._categories.clear()

@@ -196,6 +196,34 @@ class Neo4jStore(Store):
             for pid, title, desc, price, inc, brands, cats in rows
         }
 
+    def unlink_products(self, ids: Iterable[str], rels: Iterable[Rel]) -> None:
+        rows = list(ids)
+        with self.session() as session:
+            for rel in rels:
+                query = f"UNWIND $rows AS id MATCH (:Product {{id: id}})-[r:{rel}]->() DELETE r"
+                self._write_batches(session, str(rel), _q(query), rows, None)
+
+    def remove_products(self, ids: Iterable[str]) -> int:
+        # Relationships first, in auto-committed batches as in clear(); DISTINCT because an edge
+        # between two removed products is matched from both ends.
+        params = {"ids": list(ids)}
+        with self.session() as session:
+            session.run(
+                _q(
+                    "UNWIND $ids AS id MATCH (:Product {id: id})-[r]-() WITH DISTINCT r "
+                    "CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS"
+                ),
+                params,
+            ).consume()
+            summary = session.run(
+                _q(
+                    "UNWIND $ids AS id MATCH (p:Product {id: id}) "
+                    "CALL (p) { DETACH DELETE p } IN TRANSACTIONS OF 10000 ROWS"
+                ),
+                params,
+            ).consume()
+        return summary.counters.nodes_deleted
+
     def clear(self) -> None:
         # Relationships first, then nodes, in auto-committed batches: a DETACH DELETE of
         # high-degree nodes would pile every relationship into one transaction's state.

@@ -123,6 +123,28 @@ def test_clear_and_progress(store: Store) -> None:
     assert not any(counts["nodes"].values()) and not any(counts["relationships"].values())
 
 
+def test_unlink_and_remove_products(store: Store) -> None:
+    store.write(small_catalogue())
+    store.unlink_products(["p3", "missing"], [Rel.MADE_BY, Rel.IN_CATEGORY])
+    assert store.get_products(["p3"])["p3"] == Product("p3", "Mascara", "Black", None, [], 12.0)
+    assert store.neighbours("p3")["BOUGHT_TOGETHER"] == ["p1"]  # other relations stay
+    assert store.remove_products(["p1", "p3", "missing"]) == 2
+    assert store.remove_products(["p1"]) == 0  # idempotent
+    counts = store.counts()
+    # Users, brands and categories stay; every relationship touching p1 or p3 is gone.
+    assert counts["nodes"] == {"Product": 2, "Brand": 1, "Category": 2, "User": 2}
+    assert counts["relationships"] == {
+        "MADE_BY": 0,
+        "IN_CATEGORY": 1,
+        "SUBCATEGORY_OF": 1,
+        "ALSO_BOUGHT": 0,
+        "ALSO_VIEWED": 1,
+        "BOUGHT_TOGETHER": 0,
+        "INTERACTED": 1,
+    }
+    assert store.snapshot().interactions == [("u2", "s1", None, 1.0, "view")]
+
+
 def test_embedded_persists_atomically(tmp_path) -> None:
     path = tmp_path / "graph"
     with EmbeddedStore(path) as first:

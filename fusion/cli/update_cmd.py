@@ -1,0 +1,96 @@
+"""`kgrec update`: apply a catalogue delta (and removals) to an existing store, with a summary
+of what changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fusion.cli.build_cmd import _progress_bars, err
+from kg.rejects import BadInputError
+from kg.stores import StoreError
+
+if TYPE_CHECKING:
+    from kg.update import UpdateSummary
+
+
+def update(
+    catalogue: Annotated[
+        Path | None,
+        typer.Option(help="Delta: catalogue file in any supported layout (new/changed rows)."),
+    ] = None,
+    interactions: Annotated[
+        Path | None, typer.Option(help="New interactions (reviews / ratings) for the delta.")
+    ] = None,
+    remove: Annotated[
+        Path | None,
+        typer.Option(help="File of product ids to remove, one per line (unknown ids reported)."),
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="Source layout of the delta, or auto to detect it.")
+    ] = "auto",
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: the local server)."
+        ),
+    ] = None,
+    external: Annotated[
+        Literal["stub", "drop"],
+        typer.Option(help="Products referenced but in neither delta nor store: stub or drop."),
+    ] = "stub",
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad input row.")] = False,
+    rejects: Annotated[Path, typer.Option(help="Where rejected rows are written (JSON lines).")] = (
+        Path("kgrec-rejects.jsonl")
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Upsert a delta into the store: new and changed products (changed = any field differs
+    from the stored one; its brand/category links are replaced), the delta's product edges and
+    interactions. Products are removed only through --remove: each is deleted with all its
+    relationships (users, brands and categories stay), and delta rows naming it are ignored.
+    Same cleaning and rejects as build. Re-running, also after an interrupted run, is safe."""
+    from kg.update import update as run_update  # heavy imports only when the command runs
+
+    try:
+        with _progress_bars() as progress:
+            summary = run_update(
+                catalogue, interactions, remove, format, store, external, strict, rejects, progress
+            )
+    except (BadInputError, StoreError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary.to_json(), indent=2))
+    else:
+        Console().print(_summary_table(summary))
+        if summary.unknown_removals:
+            err.print(f"not in the store, not removed: {', '.join(summary.unknown_removals)}")
+        err.print(f"rejects: {summary.rejected} written to {summary.rejects_path}")
+
+
+def _summary_table(summary: UpdateSummary) -> Table:
+    table = Table(title=f"kgrec update → {summary.store} ({summary.seconds} s)")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("products: new", summary.products_new),
+        ("products: changed", summary.products_changed),
+        ("products: unchanged", summary.products_unchanged),
+        ("products: removed", summary.products_removed),
+        ("products: unknown removals", len(summary.unknown_removals)),
+        *((f"new nodes: {label}", n) for label, n in summary.nodes_added.items()),
+        *((f"new relationships: {rel}", n) for rel, n in summary.relationships_added.items()),
+        ("new interactions", summary.interactions_new),
+        *((f"removed relationships: {r}", n) for r, n in summary.relationships_removed.items()),
+        ("delta rows ignored (removed ids)", summary.ignored_for_removal),
+        ("rejected rows", summary.rejected),
+    ]
+    for what, n in rows:
+        table.add_row(what, f"{n:,}")
+    return table
