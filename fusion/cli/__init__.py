@@ -28,6 +28,10 @@ from fusion.cli import build_cmd  # noqa: E402
 
 app.command("build")(build_cmd.build)
 
+from fusion.cli import update_cmd  # noqa: E402
+
+app.command("update")(update_cmd.update)
+
 
 def main() -> None:
     app()

@@ -1,0 +1,43 @@
+"""Device selection shared by the text encoder and (later) the fusion model."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn "auto" | "cpu" | "cuda" | "cuda:N" | "mps" into a usable `torch.device`.
+
+    "auto" prefers CUDA, then Apple MPS, then CPU. An explicit accelerator that is not
+    available is an error rather than a silent CPU fallback, so a user who asked for a GPU
+    notices when they do not get one.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = device.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
+    return dev
+
+
+def use_all_cpu_cores() -> int:
+    """Let torch's intra-op pool use every core this process may run on; returns the count."""
+    # sched_getaffinity respects cgroup/taskset limits that os.cpu_count() ignores.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    torch.set_num_threads(cores)
+    return cores
