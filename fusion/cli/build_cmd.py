@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
-from kg.rejects import BadInputError
-from kg.stores import StoreError
+from fusion.cli.common import StoreUri, err, progress_bars, user_errors
 
 if TYPE_CHECKING:
     from kg.build import BuildSummary
-
-err = Console(stderr=True)
 
 
 def build(
@@ -38,12 +25,7 @@ def build(
     format: Annotated[
         str, typer.Option("--format", help="Source layout, or auto to detect it.")
     ] = "auto",
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: the local server)."
-        ),
-    ] = None,
+    store: StoreUri = None,
     external: Annotated[
         Literal["stub", "drop"],
         typer.Option(help="Products referenced but not in the catalogue: stub nodes or drop."),
@@ -57,41 +39,15 @@ def build(
     """Read, clean and store a catalogue; re-running is safe (writes are upserts)."""
     from kg.build import build as run_build  # heavy imports only when the command runs
 
-    try:
-        with _progress_bars() as progress:
-            summary = run_build(
-                catalogue, interactions, format, store, external, strict, rejects, progress
-            )
-    except (BadInputError, StoreError, OSError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    with user_errors(), progress_bars() as progress:
+        summary = run_build(
+            catalogue, interactions, format, store, external, strict, rejects, progress
+        )
     if as_json:
         typer.echo(json.dumps(summary.to_json(), indent=2))
     else:
         Console().print(_summary_table(summary))
         err.print(f"rejects: {summary.rejected} written to {summary.rejects_path}")
-
-
-@contextmanager
-def _progress_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar per build step, on stderr so --json output stays clean."""
-    bars = Progress(
-        TextColumn("{task.description:<16}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
-    tasks: dict[str, TaskID] = {}
-
-    def update(step: str, done: int, total: int) -> None:
-        if step not in tasks:
-            tasks[step] = bars.add_task(step, total=total)
-        bars.update(tasks[step], completed=done, total=total)
-
-    with bars:
-        yield update
 
 
 def _summary_table(summary: BuildSummary) -> Table:

@@ -7,14 +7,11 @@ from typing import Annotated
 
 import typer
 
+from fusion.cli.common import StoreUri, user_errors
+
 
 def encode(
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: the local server)."
-        ),
-    ] = None,
+    store: StoreUri = None,
     text_model: Annotated[
         str | None,
         typer.Option(
@@ -28,9 +25,7 @@ def encode(
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(
-            help="Vector cache (default: $KGREC_CACHE/text_vectors, ~/.cache/kgrec/…)."
-        ),
+        typer.Option(help="Vector cache (default: $KGREC_CACHE/text_vectors, ~/.cache/kgrec/…)."),
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Texts per batch (default: 32 on CPU, 128 on CUDA).")
@@ -50,10 +45,8 @@ def encode(
     from kg.stores import open_store
     from text_encoder import (
         DEFAULT_VECTORS_PATH,
-        ModelNotFoundError,
         TextEncoder,
         TextTemplate,
-        UnreadableTextError,
         default_cache_dir,
         encode_products,
     )
@@ -63,7 +56,7 @@ def encode(
         if text_fields
         else None
     )
-    try:
+    with user_errors():
         encoder = TextEncoder.from_pretrained(text_model, device=device)
         with open_store(store) as graph:
             product = to_heterodata(graph)["product"]
@@ -76,9 +69,6 @@ def encode(
             batch_size=batch_size,
             progress=progress,
         )
-    except (ModelNotFoundError, UnreadableTextError, ValueError) as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from exc
     path = out or DEFAULT_VECTORS_PATH
     vectors.save(path)
     typer.echo(

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fusion.cli.common import StoreUri, user_errors
+
 if TYPE_CHECKING:  # torch/fastapi load only when a command runs
     from fusion.query import Filters, Recommender, Result
 
@@ -20,12 +22,6 @@ Checkpoint = Annotated[
     Path,
     typer.Option(envvar="KGREC_CHECKPOINT", help="Trained model directory (or $KGREC_CHECKPOINT)."),
 ]
-StoreUri = Annotated[
-    str | None,
-    typer.Option(
-        "--store", help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: local server)."
-    ),
-]
 K = Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Number of answers.")]
 Brand = Annotated[str | None, typer.Option(help="Only this brand (case-insensitive).")]
 Category = Annotated[str | None, typer.Option(help="Only this category (id, path or name).")]
@@ -34,8 +30,6 @@ MaxPrice = Annotated[float | None, typer.Option(min=0, help="Highest price.")]
 InCatalogue = Annotated[bool, typer.Option(help="Leave out referenced-only stub products.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Explain = Annotated[bool, typer.Option(help="Explain each answer with knowledge-graph paths.")]
-
-err = Console(stderr=True)
 
 
 def related(
@@ -150,21 +144,14 @@ def register(app: typer.Typer) -> None:
 @contextmanager
 def _answering(checkpoint: Path, store: str | None) -> Iterator[Recommender]:
     """The loaded recommender; expected failures become one message and exit code 1."""
-    from fusion.query import Recommender, UnknownIdError
-    from kg.stores import StoreError
+    from fusion.query import Recommender
 
-    try:
+    with user_errors():
         rec = Recommender.load(checkpoint, store)
-    except (StoreError, OSError, NotImplementedError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    try:
-        yield rec
-    except (UnknownIdError, StoreError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        rec.close()
+        try:
+            yield rec
+        finally:
+            rec.close()
 
 
 def _filters(

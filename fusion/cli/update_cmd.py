@@ -11,9 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fusion.cli.build_cmd import _progress_bars, err
-from kg.rejects import BadInputError
-from kg.stores import StoreError
+from fusion.cli.common import StoreUri, err, progress_bars, user_errors
 
 if TYPE_CHECKING:
     from kg.update import UpdateSummary
@@ -34,12 +32,7 @@ def update(
     format: Annotated[
         str, typer.Option("--format", help="Source layout of the delta, or auto to detect it.")
     ] = "auto",
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: the local server)."
-        ),
-    ] = None,
+    store: StoreUri = None,
     external: Annotated[
         Literal["stub", "drop"],
         typer.Option(help="Products referenced but in neither delta nor store: stub or drop."),
@@ -57,14 +50,10 @@ def update(
     Same cleaning and rejects as build. Re-running, also after an interrupted run, is safe."""
     from kg.update import update as run_update  # heavy imports only when the command runs
 
-    try:
-        with _progress_bars() as progress:
-            summary = run_update(
-                catalogue, interactions, remove, format, store, external, strict, rejects, progress
-            )
-    except (BadInputError, StoreError, OSError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    with user_errors(), progress_bars() as progress:
+        summary = run_update(
+            catalogue, interactions, remove, format, store, external, strict, rejects, progress
+        )
     if as_json:
         typer.echo(json.dumps(summary.to_json(), indent=2))
     else:

@@ -94,5 +94,5 @@ def test_cli_writes_vectors_and_summary(tmp_path, cli):
 def test_cli_bad_model_is_a_clear_error(tmp_path):
     # The model is loaded before the store is opened, so no store is needed here.
     result = CliRunner().invoke(_app(), ["--text-model", str(tmp_path / "nope"), "--no-progress"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "does not exist" in result.output and "--text-model" in result.output

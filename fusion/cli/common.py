@@ -1,0 +1,71 @@
+"""What every command shares: the stderr console, the --store option, progress bars, and one
+way of turning expected failures into a one-line message and exit code 1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from kg.server_conf import ServerError
+from kg.stores.base import StoreError
+
+err = Console(stderr=True)
+
+StoreUri = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: the local server).",
+    ),
+]
+
+# Bad input (BadInputError, checkpoint/model mismatches are ValueErrors), missing files and
+# models (OSError), unknown ids (LookupError), an unreachable store or server.
+USER_ERRORS = (ValueError, OSError, LookupError, StoreError, ServerError)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Expected failures become `error: …` and exit 1; KGREC_DEBUG=1 keeps the traceback."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        if os.environ.get("KGREC_DEBUG"):
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar per step, on stderr so --json output stays clean."""
+    bars = Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bars.add_task(step, total=total)
+        bars.update(tasks[step], completed=done, total=total)
+
+    with bars:
+        yield update
