@@ -23,7 +23,8 @@ from kg.schema import Label, Rel
 from kg.stores import Neo4jStore, Snapshot, open_store
 from kg.stores.neo4j_store import rel_write_query
 
-BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-beauty-2014"
+DATA = Path(os.environ.get("KGREC_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+BEAUTY = DATA / "amazon-beauty-2014"
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 PER_ROW_SAMPLE = 2_000
 

@@ -34,7 +34,8 @@ from kg.readers.beauty import read_beauty
 from kg.rejects import RejectLog
 from kg.stores import EmbeddedStore, open_store
 
-BEAUTY = Path("/work/shared/data/amazon-beauty-2014")
+DATA = Path(os.environ.get("KGREC_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+BEAUTY = DATA / "amazon-beauty-2014"
 OUT = Path(__file__).parent / "results" / "latency.json"
 IN_PROCESS_QUERIES = 2000
 HTTP_QUERIES = 1000  # per configuration, split across the clients

@@ -22,6 +22,10 @@ from kg import server
 
 TEST_HOME = Path(os.environ.get("KGREC_TEST_HOME") or "/tmp/kgrec-test") / "neo4j"
 
+# The shipped data sits beside the repository (../shared/data); KGREC_DATA overrides it.
+# Test modules read it from the environment, which is set here before they are imported.
+os.environ.setdefault("KGREC_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+
 # Point kgrec's defaults at the test server before any test runs, so that code which falls back
 # to connection_settings()/ensure_running() can never reach a user's own database.
 for _var in ("NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD"):

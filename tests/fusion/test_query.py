@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from dataclasses import replace
 from functools import cache
@@ -24,7 +25,7 @@ from kg.schema import Catalogue, Product
 from kg.stores import EmbeddedStore, Store
 from text_encoder.template import render_product_text
 
-BEAUTY = Path("/work/shared/data/amazon-beauty-2014")
+BEAUTY = Path(os.environ["KGREC_DATA"]) / "amazon-beauty-2014"
 STUB = "STUB-0001"  # referenced-only product: in the graph, not in the catalogue
 
 

@@ -4,6 +4,7 @@ that re-runs to exactly the counts of a clean build."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from fusion.cli import app
 from kg.build import build
 from kg.stores import Neo4jStore
 
-MAGAZINE = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-magazine-2018"
+MAGAZINE = Path(os.environ["KGREC_DATA"]) / "amazon-magazine-2018"
 META = MAGAZINE / "meta_Magazine_Subscriptions.json.gz"
 RATINGS = MAGAZINE / "ratings.csv.gz"
 KGREC = [sys.executable, "-c", "from fusion.cli import main; main()"]

@@ -15,7 +15,7 @@ from kg.rejects import RejectLog
 from kg.schema import Catalogue, Edge, Interaction, Product, Rel
 from kg.text import strip_html
 
-DATA = Path(os.environ.get("KGREC_DATA", "/work/shared/data"))
+DATA = Path(os.environ["KGREC_DATA"])
 MAGAZINE = DATA / "amazon-magazine-2018"
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 

@@ -3,6 +3,7 @@ graph for the same catalogue."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from kg.rejects import RejectLog
 from kg.schema import Catalogue
 from kg.stores import EmbeddedStore, Neo4jStore
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(os.environ["KGREC_DATA"])
 MAGAZINE = DATA / "amazon-magazine-2018"
 BEAUTY = DATA / "amazon-beauty-2014"
 

@@ -23,7 +23,7 @@ from kg.readers import (
 from kg.rejects import BadInputError, RejectLog
 from kg.schema import CATEGORY_PATH_SEP, Rel
 
-DATA = Path(os.environ.get("KGREC_DATA", "/work/shared/data"))
+DATA = Path(os.environ["KGREC_DATA"])
 MAGAZINE = DATA / "amazon-magazine-2018"
 BEAUTY = DATA / "amazon-beauty-2014"
 REES46 = DATA / "rees46-2019-oct-sample" / "events-2019-10-01.csv.gz"

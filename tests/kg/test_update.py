@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from kg.build import build
 from kg.stores import EmbeddedStore, Neo4jStore, Snapshot, open_store
 from kg.update import UpdateSummary, update
 
-MAGAZINE = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-magazine-2018"
+MAGAZINE = Path(os.environ["KGREC_DATA"]) / "amazon-magazine-2018"
 META = MAGAZINE / "meta_Magazine_Subscriptions.json.gz"
 RATINGS = MAGAZINE / "ratings.csv.gz"
 KGREC = [sys.executable, "-c", "from fusion.cli import main; main()"]
