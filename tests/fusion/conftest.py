@@ -1,12 +1,10 @@
-"""Fixtures for the fusion tests: a contract-conforming `HeteroData` (docs/design.md) built
-straight from the Beauty files, so these tests do not depend on `kg.readers`/`kg.export`."""
+"""Fixtures for the fusion tests: contract-conforming `HeteroData` (docs/design.md) built the
+way users get it — Beauty files → `kg.readers` → `kg.cleaning` → `kg.export` — and a hand-made
+tiny graph for exact checks."""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import html
-import json
+import os
 from functools import cache
 from pathlib import Path
 
@@ -15,22 +13,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-BEAUTY = Path("/work/shared/data/amazon-beauty-2014")
-PP_FILES = {
-    "also_bought": "also_bought_p_p.txt.gz",
-    "also_viewed": "also_viewed_p_p.txt.gz",
-    "bought_together": "bought_together_p_p.txt.gz",
-}
+from kg.cleaning import clean
+from kg.export import to_heterodata
+from kg.readers import read_beauty
+from kg.rejects import RejectLog
+from kg.schema import Catalogue
+from kg.stores import Snapshot
 
-
-def _lines(name: str) -> list[str]:
-    with gzip.open(BEAUTY / name, "rt", encoding="utf-8") as f:
-        return f.read().splitlines()
-
-
-def _json(name: str) -> dict:
-    with gzip.open(BEAUTY / name, "rt", encoding="utf-8") as f:
-        return json.load(f)
+BEAUTY = Path(os.environ["KGREC_DATA"]) / "amazon-beauty-2014"
 
 
 def _sorted_edges(src: list[int], dst: list[int], num_dst: int) -> tuple[Tensor, Tensor]:
@@ -54,98 +44,21 @@ def _add(data: HeteroData, src_t: str, rel: str, dst_t: str, pairs: set | list, 
 
 @cache
 def load_beauty(max_users: int | None = None) -> HeteroData:
-    """Beauty as the HeteroData contract describes it, restricted to the first `max_users`
-    sequences, the products they touch and the edges among those products."""
-    asins = _lines("product.txt.gz")
-    related = _lines("related_product.txt.gz")
-    maps = _json("datamaps.json.gz")
-    seqs = [line.split() for line in _lines("sequential_data.txt.gz")][:max_users]
-
-    products = sorted({maps["id2item"][i] for s in seqs for i in s[1:]})
-    users = sorted(maps["id2user"][s[0]] for s in seqs)
-    pidx = {a: i for i, a in enumerate(products)}
-    uidx = {u: i for i, u in enumerate(users)}
-
-    title_int = _json("title_item_id_to_int.json.gz")
-    with gzip.open(BEAUTY / "titles.csv.gz", "rt", encoding="utf-8") as f:
-        names = {int(row["global_product_id"]): row["name"] for row in csv.DictReader(f)}
-    brand_names = [html.unescape(b) for b in _lines("brand.txt.gz")]
-    cat_names = _lines("category.txt.gz")
-    brand_of = _lines("brand_p_b.txt.gz")
-    cats_of = _lines("category_p_c.txt.gz")
-    line_of = {a: p for p, a in enumerate(asins)}
-
-    fields = []
-    for a in products:
-        p = line_of[a]
-        fields.append(
-            {
-                "title": html.unescape(names.get(title_int[a], "")),
-                "description": "",
-                "brand": brand_names[int(brand_of[p])] if brand_of[p] else None,
-                "categories": [cat_names[int(c)] for c in cats_of[p].split()],
-            }
-        )
-    brands = sorted({f["brand"] for f in fields if f["brand"]})
-    cats = sorted({c for f in fields for c in f["categories"]})
-
-    data = HeteroData()
-    n = len(products)
-    data["product"].num_nodes = n
-    data["product"].node_id = products
-    data["product"].in_catalogue = torch.ones(n, dtype=torch.bool)
-    data["product"].price = torch.full((n,), float("nan"))
-    data["product"].text_fields = fields
-    data["brand"].num_nodes, data["brand"].node_id = len(brands), brands
-    data["category"].num_nodes, data["category"].node_id = len(cats), cats
-    data["category"].name = cats
-    data["user"].num_nodes, data["user"].node_id = len(users), users
-
-    bidx = {b: i for i, b in enumerate(brands)}
-    cidx = {c: i for i, c in enumerate(cats)}
-    for rel, name in PP_FILES.items():
-        targets = _lines(name)
-        pairs = {
-            (pidx[a], pidx[related[int(r)]])
-            for a in products
-            for r in targets[line_of[a]].split()
-            if related[int(r)] in pidx
-        }
-        _add(data, "product", rel, "product", pairs)
-    _add(
-        data,
-        "product",
-        "made_by",
-        "brand",
-        [(i, bidx[f["brand"]]) for i, f in enumerate(fields) if f["brand"]],
+    """Beauty through kg, restricted to the first `max_users` sequences, the products they
+    touch and the edges among those products."""
+    full = read_beauty(BEAUTY, log=RejectLog())
+    clean(full, external="drop")
+    users = list(dict.fromkeys(i.user for i in full.interactions))[:max_users]
+    keep_users = set(users)
+    interactions = [i for i in full.interactions if i.user in keep_users]
+    keep = {i.product for i in interactions}
+    part = Catalogue(
+        products={pid: p for pid, p in full.products.items() if pid in keep},
+        categories=full.categories,
+        edges=[e for e in full.edges if e.src in keep and e.dst in keep],
+        interactions=interactions,
     )
-    _add(
-        data,
-        "product",
-        "in_category",
-        "category",
-        [(i, cidx[c]) for i, f in enumerate(fields) for c in f["categories"]],
-    )
-    _add(data, "category", "subcategory_of", "category", [])  # Beauty categories are flat sets
-
-    # No timestamps in Beauty: the position in the user's sequence is the time.
-    inter = [
-        (uidx[maps["id2user"][s[0]]], pidx[maps["id2item"][i]], t)
-        for s in seqs
-        for t, i in enumerate(s[1:])
-    ]
-    m = len(inter)
-    _add(
-        data,
-        "user",
-        "interacted",
-        "product",
-        [(u, p) for u, p, _ in inter],
-        rating=torch.full((m,), float("nan")),
-        ts=torch.tensor([t for *_, t in inter], dtype=torch.float),
-        kind=torch.zeros(m, dtype=torch.long),
-    )
-    return data
+    return to_heterodata(Snapshot.from_catalogue(part))
 
 
 @pytest.fixture(scope="session")
