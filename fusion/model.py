@@ -1,0 +1,223 @@
+"""The fused model: product text vectors ⊕ heterogeneous-GNN embeddings ⊕ id embeddings, gated.
+
+Two tasks share the item side and differ in the query side:
+- ``recommend`` (User→Product): a user is the recency-weighted pooling of the fused embeddings of
+  their most recent items (sequence-aware; users need no parameters, so new users work too);
+- ``related`` (Product→Product): ``score(a, b) = scale·cos_text(a, b) + <f_a, f_b>`` — the raw
+  text cosine stays in the score so a product the graph knows nothing about still ranks by text.
+
+Both are trained with a softmax over all products (or sampled: in-batch + random negatives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from gnn import MetapathEncoder, NeighbourEmbedding, default_metapaths, propagate
+
+if TYPE_CHECKING:  # fusion.train imports this module
+    from collections.abc import Callable
+
+    from fusion.splits import Split
+    from fusion.train import TrainConfig, TrainResult
+
+PRODUCT = "product"
+TASKS = ("recommend", "related")
+# Links to small closed vocabularies that get learnable embeddings (averaged onto products).
+VOCAB_EDGES = (("product", "made_by", "brand"), ("product", "in_category", "category"))
+
+
+@dataclass
+class FusedConfig:
+    task: str = "recommend"
+    dim: int = 64
+    dropout: float = 0.1
+    item_id_embedding: bool = True  # transductive boost for products seen in training
+    use_interactions: bool = False  # pass messages over user–product edges too
+    max_history: int = 20
+    num_negatives: int = 0  # 0 = full softmax over all products
+    text_model: str = ""  # id of the text model that produced the text vectors
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GatedFusion(nn.Module):
+    """``z ⊙ W·text + (1 − z) ⊙ graph (+ id)`` with an element-wise gate ``z`` computed from
+    both views, so each product chooses how much to trust its graph neighbourhood."""
+
+    def __init__(self, text_dim: int, dim: int) -> None:
+        super().__init__()
+        self.text = nn.Linear(text_dim, dim)
+        self.gate = nn.Linear(2 * dim, dim)
+
+    def forward(self, text: Tensor, graph: Tensor, ids: Tensor | None = None) -> Tensor:
+        t = self.text(text)
+        z = torch.sigmoid(self.gate(torch.cat([t, graph], dim=-1)))
+        out = z * t + (1 - z) * graph
+        return out if ids is None else out + ids
+
+
+class FusedModel(nn.Module):
+    """Scorer over one graph (the training graph of a split) and its product text vectors."""
+
+    def __init__(self, graph: HeteroData, text: Tensor, config: FusedConfig) -> None:
+        super().__init__()
+        num_products = graph[PRODUCT].num_nodes
+        if text.shape[0] != num_products:
+            raise ValueError(f"text vectors {tuple(text.shape)} != {num_products} products")
+        self.config = config
+        self.register_buffer("text", F.normalize(text.float(), dim=-1), persistent=False)
+        edges = message_edges(graph, config.use_interactions)
+        self.edge_types = list(edges)
+        for et, ei in edges.items():  # buffers, so they follow the model across devices
+            self.register_buffer(_key(et), ei, persistent=False)
+        self.num_nodes = {t: graph[t].num_nodes for t in node_types(edges)}
+        self.metapaths = default_metapaths(self.edge_types, PRODUCT)
+        d = config.dim
+        self.encoder = MetapathEncoder(len(self.metapaths), text.shape[1], d, config.dropout)
+        self.vocab = nn.ModuleDict(
+            {
+                et[1]: NeighbourEmbedding(self.num_nodes[et[2]], d)
+                for et in self.edge_types
+                if et in VOCAB_EDGES
+            }
+        )
+        self.fusion = GatedFusion(text.shape[1], d)
+        self.item_ids = nn.Embedding(num_products, d) if config.item_id_embedding else None
+        if self.item_ids is not None:
+            nn.init.normal_(self.item_ids.weight, std=0.01)
+        if config.task == "recommend":
+            # Position logits, most recent first; start close to "mostly the last item".
+            self.recency = nn.Parameter(-0.5 * torch.arange(config.max_history, dtype=torch.float))
+            self.user_proj = nn.Linear(d, d)
+        else:
+            self.text_scale = nn.Parameter(torch.tensor(10.0))
+        self.histories: dict[str, Tensor] = {}  # stage -> [num_users, max_history], by fit
+        self._feats: Tensor | None = None  # metapath features of the model's own graph
+        self._items: Tensor | None = None  # item embeddings cached between eval-mode queries
+
+    @property
+    def edges(self) -> dict[tuple[str, str, str], Tensor]:
+        return {et: getattr(self, _key(et)) for et in self.edge_types}
+
+    def train(self, mode: bool = True) -> FusedModel:
+        self._items = None
+        return super().train(mode)
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001 - device moves invalidate the caches
+        self._feats = self._items = None
+        return super()._apply(fn, recurse)
+
+    # -- item side ---------------------------------------------------------------------------
+    def propagate(self, edges: dict | None = None) -> Tensor:
+        """Metapath features of every product over `edges` (default: the model's graph)."""
+        if edges is not None:
+            return propagate(self.text, edges, self.num_nodes, self.metapaths)
+        if self._feats is None:
+            self._feats = propagate(self.text, self.edges, self.num_nodes, self.metapaths)
+        return self._feats
+
+    def item_embeddings(self, edges: dict | None = None, feats: Tensor | None = None) -> Tensor:
+        """Fused product embeddings ``[num_products, dim]`` over `edges` (default: the graph
+        the model was built on); `feats` = `propagate(edges)` when the caller already has it."""
+        feats = self.propagate(edges) if feats is None else feats
+        edges = self.edges if edges is None else edges
+        graph = self.encoder(feats)
+        n = self.num_nodes[PRODUCT]
+        for et in self.edge_types:
+            if et[1] in self.vocab:
+                graph = graph + self.vocab[et[1]](edges[et], n)
+        ids = None if self.item_ids is None else self.item_ids.weight
+        return self.fusion(self.text, graph, ids)
+
+    # -- query side --------------------------------------------------------------------------
+    def encode_history(self, items: Tensor, hist: Tensor) -> Tensor:
+        """User vectors from right-aligned histories ``[B, L]`` (most recent last, -1 = pad)."""
+        hist = hist[:, -self.config.max_history :].flip(1)  # most recent first
+        mask = hist >= 0
+        w = self.recency[: hist.shape[1]].expand_as(hist).masked_fill(~mask, float("-inf"))
+        w = torch.softmax(w, dim=1).nan_to_num(0.0)  # empty history -> zero vector
+        pooled = (w.unsqueeze(-1) * items[hist.clamp(min=0)]).sum(1)
+        return pooled + self.user_proj(pooled)
+
+    def scores(self, items: Tensor, query: Tensor, candidates: Tensor | None = None) -> Tensor:
+        """Scores ``[B, C]`` of queries against `candidates` (default: every product).
+        `query` is a history matrix (recommend) or product indices (related)."""
+        cand = items if candidates is None else items[candidates]
+        if self.config.task == "recommend":
+            return self.encode_history(items, query) @ cand.T
+        text = self.text if candidates is None else self.text[candidates]
+        return self.text_scale * (self.text[query] @ text.T) + items[query] @ cand.T
+
+    # -- scorer contract ---------------------------------------------------------------------
+    def fit(
+        self,
+        split: Split,
+        config: TrainConfig | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> TrainResult:
+        """Train on `split` (see `fusion.train.fit`); returns its `TrainResult`."""
+        from fusion.train import fit  # the training loop imports this module
+
+        return fit(self, split, config, log)
+
+    def calculate_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """Softmax cross-entropy of `batch["target"]` given `batch["query"]` (history matrix or
+        source products); `batch["edges"]` (and its `feats` = `propagate(edges)`) optionally
+        override the message-passing graph."""
+        items = self.item_embeddings(batch.get("edges"), batch.get("feats"))
+        target = batch["target"]
+        k = self.config.num_negatives
+        if k == 0:
+            return F.cross_entropy(self.scores(items, batch["query"]), target)
+        # Sampled softmax: the batch's targets are each other's negatives, plus k random ones.
+        rand = torch.randint(0, items.shape[0], (k,), device=target.device)
+        cand, label = torch.unique(torch.cat([target, rand]), return_inverse=True)
+        return F.cross_entropy(self.scores(items, batch["query"], cand), label[: len(target)])
+
+    @torch.no_grad()
+    def full_sort_predict(self, query_idx: Tensor, stage: str = "test") -> Tensor:
+        """``FloatTensor[B, num_products]``: scores of every product for users (recommend; from
+        their history before `stage`'s target) or for source products (related)."""
+        if self._items is None or self.training:
+            self._items = self.item_embeddings()
+        items = self._items
+        query = query_idx.to(items.device)
+        if self.config.task == "recommend":
+            if stage not in self.histories:
+                raise RuntimeError(f"no {stage!r} user histories: call fit() or use_histories()")
+            query = self.histories[stage][query]
+        return self.scores(items, query).float()
+
+    def use_histories(self, histories: dict[str, Tensor]) -> None:
+        """Per stage, the ``[num_users, L]`` right-aligned history matrix (-1 = padding) that
+        recommendation queries are encoded from."""
+        self.histories = histories
+
+
+def message_edges(graph: HeteroData, use_interactions: bool) -> dict:
+    """Edge types used for message passing: every relation, users only when asked."""
+    return {
+        et: graph[et].edge_index
+        for et in graph.edge_types
+        if use_interactions or "user" not in (et[0], et[2])
+    }
+
+
+def _key(edge_type: tuple[str, str, str]) -> str:
+    return "edge__" + "__".join(edge_type)
+
+
+def node_types(edges: dict) -> list[str]:
+    return sorted({t for et in edges for t in (et[0], et[2])} | {PRODUCT})

@@ -1,0 +1,290 @@
+"""Training loop for `FusedModel`: mini-batches over the split's training targets, early stopping
+on the validation metric, reproducible seeds, CUDA autocast when present.
+
+Only `split.train_graph` (message passing) and `split.train_edges`/`split.history("valid")`
+(targets) are trained on; validation targets are read for early stopping only.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fusion.device import autocast, resolve_device
+from fusion.metrics import ranking_metrics
+from fusion.model import PRODUCT, FusedModel
+from fusion.splits import RecSplit, Split
+
+EdgeType = tuple[str, str, str]
+Batch = dict[str, Any]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30  # the exact count when the split has no validation stage (cold start)
+    batch_size: int = 4096
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    patience: int = 2  # epochs without validation improvement before stopping
+    seed: int = 0
+    device: str = "auto"
+    cold_frac: float = 0.1  # products whose every edge is dropped per epoch (learn the text path)
+    max_minutes: float = 20.0
+    metric: str = ""  # default: ndcg@10 (recommend), recall@20 (related)
+    valid_queries: int = 4000  # validation queries sampled (fixed per run) for early stopping
+    deterministic: bool = True  # bit-identical reruns for a seed (warns where CUDA cannot)
+
+
+@dataclass
+class TrainResult:
+    metric: str
+    best: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    peak_memory_mb: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(
+    model: FusedModel,
+    split: Split,
+    config: TrainConfig | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train `model` on `split`, keep the weights of the best validation epoch, and leave the
+    model in eval mode, ready for `full_sort_predict`."""
+    config = config or TrainConfig()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    # CPU index_add_/index_put backward are otherwise run-to-run nondeterministic.
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    try:
+        return _fit(model, split, config, log)
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _fit(
+    model: FusedModel, split: Split, config: TrainConfig, log: Callable[[str], None] | None
+) -> TrainResult:
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    model.to(device)
+    task = RecommendTask(model, split) if isinstance(split, RecSplit) else RelatedTask(model, split)
+    valid = validation_queries(split, config.valid_queries, config.seed)
+    # Without a validation stage (cold start) the best epoch is the lowest training loss.
+    metric = (config.metric or task.metric) if valid.numel() else "-loss"
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    start, best, best_epoch, best_state = time.time(), -math.inf, 0, None
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        total, steps = 0.0, 0
+        for batch in task.batches(model, config.batch_size, gen, config.cold_frac):
+            with autocast(device):
+                loss = model.calculate_loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+        model.eval()
+        score = validate(model, split, valid, metric) if valid.numel() else -total / steps
+        history.append(
+            {"epoch": epoch, "loss": total / steps, metric: score, "seconds": time.time() - start}
+        )
+        if log:
+            log(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
+        if score > best:
+            best, best_epoch = score, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif epoch - best_epoch >= config.patience and valid.numel():
+            break
+        if time.time() - start > 60 * config.max_minutes:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        metric,
+        best,
+        best_epoch,
+        epoch,
+        time.time() - start,
+        peak_memory_mb(device),
+        history,
+    )
+
+
+def validation_queries(split: Split, limit: int, seed: int) -> Tensor:
+    """A fixed random subset of the validation queries (all of them when fewer than `limit`)."""
+    queries = split.queries("valid")
+    if queries.numel() <= limit:
+        return queries
+    perm = torch.randperm(queries.numel(), generator=torch.Generator().manual_seed(seed))
+    return queries[perm[:limit]].sort().values
+
+
+@torch.no_grad()
+def validate(model: FusedModel, split: Split, queries: Tensor, metric: str) -> float:
+    """Mean `metric` (a `fusion.metrics` name) over `queries` at the validation stage."""
+    targets, exclusions = split.targets("valid"), split.exclusions("valid")
+    k = int(metric.split("@")[1]) if "@" in metric else 10
+    total = 0.0
+    for chunk in queries.split(1024):
+        ids = chunk.tolist()
+        values = ranking_metrics(
+            model.full_sort_predict(chunk, stage="valid").cpu(),
+            [targets[q] for q in ids],
+            [exclusions[q] for q in ids],
+            ks=(k,),
+            candidates=split.candidates,
+        )
+        total += values[metric].sum().item()
+    return total / queries.numel()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA allocation on GPU; the process's peak resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def drop_products(
+    edges: dict[EdgeType, Tensor], num_products: int, frac: float, gen: torch.Generator
+) -> dict[EdgeType, Tensor]:
+    """Remove every edge touching a random `frac` of products: simulated cold-start nodes, so
+    the inductive path (text + brand/category) is trained too."""
+    if frac <= 0:
+        return edges
+    cold = torch.rand(num_products, generator=gen) < frac
+    out = {}
+    for et, ei in edges.items():
+        keep = torch.ones(ei.shape[1], dtype=torch.bool)
+        for side, node_type in ((0, et[0]), (1, et[2])):
+            if node_type == PRODUCT:
+                keep &= ~cold[ei[side].cpu()]
+        out[et] = ei[:, keep.to(ei.device)]
+    return out
+
+
+class RecommendTask:
+    """Next-item prediction over every prefix of each user's training sequence."""
+
+    metric = "ndcg@10"
+
+    def __init__(self, model: FusedModel, split: RecSplit) -> None:
+        self.device = next(model.parameters()).device
+        length = model.config.max_history
+        prefixes, targets = [], []
+        for seq in split.history("valid").values():
+            seq = seq.tolist()
+            for t in range(1, len(seq)):
+                prefixes.append(seq[max(0, t - length) : t])
+                targets.append(seq[t])
+        self.prefixes = pad_left(prefixes, length)
+        self.targets = torch.tensor(targets, dtype=torch.long)
+        num_users = split.train_graph["user"].num_nodes
+        model.use_histories(
+            {
+                stage: history_matrix(split.history(stage), num_users, length).to(self.device)
+                for stage in ("valid", "test")
+            }
+        )
+
+    def batches(
+        self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
+    ) -> Iterator[Batch]:
+        """One epoch of mini-batches, each carrying the message-passing graph it is scored on
+        (`edges` and their propagated `feats`)."""
+        edges = drop_products(model.edges, model.num_nodes[PRODUCT], cold_frac, gen)
+        feats = model.propagate(edges)
+        for idx in torch.randperm(len(self.targets), generator=gen).split(size):
+            yield {
+                "query": self.prefixes[idx].to(self.device),
+                "target": self.targets[idx].to(self.device),
+                "edges": edges,
+                "feats": feats,
+            }
+
+
+class RelatedTask:
+    """Product→Product link prediction on the split's training edges. Each epoch splits them
+    into `chunks`; a chunk's edges leave message passing while they are the targets, so the
+    model cannot just read the edge it is asked to predict."""
+
+    metric = "recall@20"
+    chunks = 4
+
+    def __init__(self, model: FusedModel, split: Split) -> None:
+        self.device = next(model.parameters()).device
+        self.pairs = split.train_edges
+        self.n = model.num_nodes[PRODUCT]
+        self.edge_types = [
+            (PRODUCT, split.relation, PRODUCT),
+            (PRODUCT, f"rev_{split.relation}", PRODUCT),
+        ]
+
+    def batches(
+        self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
+    ) -> Iterator[Batch]:
+        """As `RecommendTask.batches`, one message-passing graph per chunk."""
+        order = torch.randperm(self.pairs.shape[1], generator=gen)
+        for part in order.chunk(self.chunks):
+            src, dst = self.pairs[:, part]
+            edges = drop_products(self._without(model.edges, src, dst), self.n, cold_frac, gen)
+            feats = model.propagate(edges)
+            for idx in torch.arange(len(part)).split(size):
+                yield {
+                    "query": src[idx].to(self.device),
+                    "target": dst[idx].to(self.device),
+                    "edges": edges,
+                    "feats": feats,
+                }
+
+    def _without(self, edges: dict, src: Tensor, dst: Tensor) -> dict[EdgeType, Tensor]:
+        """`edges` without the pairs (src, dst), in either direction, in the split's relation."""
+        held = torch.cat([src * self.n + dst, dst * self.n + src]).to(self.device)
+        out = dict(edges)
+        for et in self.edge_types:
+            if et in out:
+                ei = out[et]
+                out[et] = ei[:, ~torch.isin(ei[0] * self.n + ei[1], held)]
+        return out
+
+
+def history_matrix(history: dict[int, Tensor], num_users: int, length: int) -> Tensor:
+    """``[num_users, length]`` right-aligned matrix of each user's last `length` items."""
+    seqs = [history.get(u, torch.empty(0, dtype=torch.long)).tolist() for u in range(num_users)]
+    return pad_left(seqs, length)
+
+
+def pad_left(seqs: list[list[int]], length: int) -> Tensor:
+    """Right-aligned ``[len(seqs), length]`` matrix of the last `length` items, -1 padded."""
+    out = torch.full((len(seqs), length), -1, dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        tail = seq[-length:]
+        if tail:
+            out[row, length - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+    return out
