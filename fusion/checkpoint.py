@@ -24,6 +24,12 @@ from fusion.model import FusedConfig, FusedModel
 from kg.export import load_id_maps, save_id_maps
 
 WEIGHTS, CONFIG, ID_MAPS, META = "weights.pt", "config.json", "id_maps.json", "meta.json"
+# Parameters with one row per node of a type, in id-map order.
+ID_TABLES = {
+    "product": ("item_ids.weight",),
+    "brand": ("vocab.made_by.bag.weight",),
+    "category": ("vocab.in_category.bag.weight",),
+}
 
 
 class CheckpointMismatchError(ValueError):
@@ -60,14 +66,18 @@ def load_checkpoint(
     text: Tensor,
     text_model: str,
     map_location: str | torch.device = "cpu",
+    allow_new_nodes: bool = False,
 ) -> FusedModel:
     """The model saved at `path`, rebuilt on `graph` with `text` vectors from `text_model`.
 
-    Raises `CheckpointMismatchError` if `text_model` or the graph's id maps differ from the
-    checkpoint's.
+    Raises `CheckpointMismatchError` if `text_model` differs, or if the graph's id maps differ
+    and `allow_new_nodes` is off. With it on (serving, warm starts), id-keyed tables follow the
+    ids: known products/brands/categories keep their rows, new ones start at zero and are placed
+    by their text and neighbours (the inductive path).
     """
     path = Path(path)
-    config = FusedConfig(**_read_json(path / CONFIG))
+    meta = read_meta(path)
+    config = FusedConfig(**meta["config"])
     if config.text_model != text_model:
         raise CheckpointMismatchError(
             f"checkpoint {path} was trained with text model {config.text_model!r}, "
@@ -75,20 +85,51 @@ def load_checkpoint(
         )
     saved = load_id_maps(path / ID_MAPS)
     current = {t: list(graph[t].node_id) for t in graph.node_types}
-    for node_type in sorted(set(saved) | set(current)):
-        if saved.get(node_type) != current.get(node_type):
+    if set(saved) != set(current):
+        raise CheckpointMismatchError(
+            f"checkpoint {path} has node types {sorted(saved)}, this graph {sorted(current)}"
+        )
+    state = torch.load(path / WEIGHTS, map_location=map_location, weights_only=True)
+    for node_type in sorted(current):
+        if saved[node_type] == current[node_type]:
+            continue
+        if not allow_new_nodes:
             raise CheckpointMismatchError(
                 f"checkpoint {path} does not match this graph: {node_type!r} ids differ "
-                f"({len(saved.get(node_type, []))} saved vs {len(current.get(node_type, []))} "
+                f"({len(saved[node_type])} saved vs {len(current[node_type])} "
                 "now); retrain on this graph"
             )
+        for key in ID_TABLES.get(node_type, ()):
+            if key in state:
+                state[key] = _follow_ids(state[key], saved[node_type], current[node_type])
     model = FusedModel(graph, text, config)
-    model.load_state_dict(torch.load(path / WEIGHTS, map_location=map_location, weights_only=True))
+    model.load_state_dict(state)
     return model.eval()
 
 
+def _follow_ids(table: Tensor, saved: list[str], current: list[str]) -> Tensor:
+    """Rows of `table` (indexed like `saved`) re-ordered like `current`; new ids get zeros."""
+    where = {id_: row for row, id_ in enumerate(saved)}
+    pairs = [(new, where[id_]) for new, id_ in enumerate(current) if id_ in where]
+    out = table.new_zeros(len(current), table.shape[1])
+    if pairs:
+        new_rows, old_rows = (list(x) for x in zip(*pairs, strict=True))
+        out[new_rows] = table[old_rows]
+    return out
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """`{"config", "text_model", "metrics"}` of the checkpoint at `path` (no weights loaded)."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: train one with `kgrec train` (or pass --checkpoint)"
+        )
+    return {"config": _read_json(path / CONFIG), **_read_json(path / META)}
+
+
 def read_metrics(path: str | Path) -> dict[str, Any]:
-    return _read_json(Path(path) / META)["metrics"]
+    return read_meta(path)["metrics"]
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -141,6 +141,14 @@ class FusedModel(nn.Module):
         ids = None if self.item_ids is None else self.item_ids.weight
         return self.fusion(self.text, graph, ids)
 
+    @torch.no_grad()
+    def embed_text_only(self, text: Tensor) -> Tensor:
+        """Fused embeddings of products known by their text alone (no edges, no id): the
+        inductive path for free-text queries and products the graph cannot place."""
+        text = F.normalize(text.float().to(self.text.device), dim=-1)
+        feats = torch.cat([text, text.new_zeros(len(text), len(self.metapaths) * text.shape[1])], 1)
+        return self.fusion(text, self.encoder(feats))
+
     # -- query side --------------------------------------------------------------------------
     def encode_history(self, items: Tensor, hist: Tensor) -> Tensor:
         """User vectors from right-aligned histories ``[B, L]`` (most recent last, -1 = pad)."""

@@ -1,9 +1,9 @@
 """Answering queries — related items, recommendations, text search — with filters and
 knowledge-graph explanations. This is the Python API the CLI and the REST service wrap.
 
-The model side is the small `QueryModel` protocol below (one adapter, `load_query_model`, binds a
-saved checkpoint to it); the graph side is a `kg.stores.Store`, which supplies titles, filter
-attributes, user histories, products added after training, and explanation paths.
+The model side is the small `QueryModel` protocol below (`fusion.query_model.load_query_model`
+binds a saved checkpoint to it); the graph side is a `kg.stores.Store`, which supplies titles,
+filter attributes, user histories, products added after training, and explanation paths.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
 from torch import Tensor
 
+from fusion.checkpoint import read_meta
 from fusion.explain import Path, category_name, kg_view, text_paths
+from fusion.query_model import load_query_model
 from kg.schema import CATEGORY_PATH_SEP, Product
 from kg.stores import Store, open_store
 from text_encoder.template import render_product_text
@@ -139,9 +141,14 @@ class Recommender:
     def load(cls, checkpoint_dir: str | FsPath, store: Store | str | None = None) -> Recommender:
         """The model saved in `checkpoint_dir` over `store`, a Store or a store URI (default:
         the local Neo4j server)."""
-        model = load_query_model(checkpoint_dir)  # first: a bad checkpoint opens no store
+        read_meta(checkpoint_dir)  # first: a missing checkpoint opens no store
         if not isinstance(store, Store):
             store = open_store(store)
+        try:
+            model = load_query_model(checkpoint_dir, store)
+        except BaseException:
+            store.close()
+            raise
         return cls(model, store, name=FsPath(checkpoint_dir).name)
 
     def close(self) -> None:
@@ -244,10 +251,3 @@ class Recommender:
             )
             for pid, score in hits
         ]
-
-
-def load_query_model(checkpoint_dir: str | FsPath) -> QueryModel:
-    """The single binding between a saved checkpoint and the query layer."""
-    raise NotImplementedError(
-        f"cannot load {checkpoint_dir}: no checkpoint → QueryModel adapter yet (fusion.checkpoint)"
-    )

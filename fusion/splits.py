@@ -93,12 +93,8 @@ def rev(edge_type: tuple[str, str, str]) -> tuple[str, str, str]:
 def recommend_split(data: HeteroData) -> RecSplit:
     """Leave-one-out by `ts`: per user the last interaction is the test target, the one before
     the validation target; users with fewer than 3 interactions keep everything in training."""
-    store = data[INTERACTED]
     num_users = data["user"].num_nodes
-    # Order by (user, ts); the stable sorts break ts ties by edge order, deterministically.
-    order = torch.argsort(store.ts, stable=True)
-    order = order[torch.argsort(store.edge_index[0, order], stable=True)]
-    users, items = store.edge_index[:, order]
+    users, items = _by_user_and_time(data)
     counts = torch.bincount(users, minlength=num_users)
     from_end = torch.cumsum(counts, 0)[users] - torch.arange(users.numel())  # 1 = user's last
     eligible = counts[users] >= 3
@@ -125,6 +121,20 @@ def recommend_split(data: HeteroData) -> RecSplit:
         },
         histories=histories,
     )
+
+
+def user_histories(data: HeteroData) -> dict[int, Tensor]:
+    """Every user's interacted products in time order (all of them: for serving, not training)."""
+    return _group(*_by_user_and_time(data), keep_order=True)
+
+
+def _by_user_and_time(data: HeteroData) -> Tensor:
+    """Interaction (user, product) pairs ordered by (user, ts); the stable sorts break ts ties
+    by edge order, deterministically."""
+    store = data[INTERACTED]
+    order = torch.argsort(store.ts, stable=True)
+    order = order[torch.argsort(store.edge_index[0, order], stable=True)]
+    return store.edge_index[:, order]
 
 
 def related_split(data: HeteroData, relation: str, seed: int = 0, frac: float = 0.1) -> Split:

@@ -205,13 +205,7 @@ class RecommendTask:
                 targets.append(seq[t])
         self.prefixes = pad_left(prefixes, length)
         self.targets = torch.tensor(targets, dtype=torch.long)
-        num_users = split.train_graph["user"].num_nodes
-        model.use_histories(
-            {
-                stage: history_matrix(split.history(stage), num_users, length).to(self.device)
-                for stage in ("valid", "test")
-            }
-        )
+        attach_histories(model, split)
 
     def batches(
         self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
@@ -272,6 +266,20 @@ class RelatedTask:
                 ei = out[et]
                 out[et] = ei[:, ~torch.isin(ei[0] * self.n + ei[1], held)]
         return out
+
+
+def attach_histories(model: FusedModel, split: RecSplit) -> None:
+    """Give `model` the users' histories before each stage's target (what it scores from)."""
+    device = next(model.parameters()).device
+    num_users = split.train_graph["user"].num_nodes
+    model.use_histories(
+        {
+            stage: history_matrix(split.history(stage), num_users, model.config.max_history).to(
+                device
+            )
+            for stage in ("valid", "test")
+        }
+    )
 
 
 def history_matrix(history: dict[int, Tensor], num_users: int, length: int) -> Tensor:

@@ -1,0 +1,142 @@
+"""One entry point per stage, and `pipeline()` for all of them (PyKEEN-style):
+store → HeteroData + text vectors → split → fused model (trained, checkpointed) → evaluation
+against the baselines on the same split.
+
+Everything here composes the packages; none of the modelling lives here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from fusion.baselines import LightGCNScorer, PopularityScorer, TextScorer
+from fusion.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from fusion.evaluate import evaluate, to_markdown
+from fusion.model import FusedConfig, FusedModel
+from fusion.splits import RecSplit, Split, cold_start_split, recommend_split, related_split
+from fusion.train import TrainConfig, TrainResult, attach_histories
+from kg.export import to_heterodata
+from kg.stores import open_store
+from text_encoder import TextEncoder, default_cache_dir, encode_products
+
+DEFAULT_CHECKPOINT = Path("artifacts/model")
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainOptions:
+    task: str = "related"  # related | recommend
+    relation: str = "also_bought"  # the Product→Product relation for task=related
+    text_model: str | None = None  # None = bundled all-MiniLM-L6-v2
+    device: str = "auto"
+    model: FusedConfig = field(default_factory=FusedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_graph(store_uri: str | None) -> HeteroData:
+    with open_store(store_uri) as store:
+        return to_heterodata(store)
+
+
+def text_vectors(
+    data: HeteroData, text_model: str | None = None, device: str = "auto", progress: bool = True
+) -> tuple[Tensor, str]:
+    """Every product's text vector (through the on-disk cache) and the text model's id."""
+    encoder = TextEncoder.from_pretrained(text_model, device=device)
+    product = data["product"]
+    vectors, _ = encode_products(
+        encoder, product.node_id, product.text_fields, default_cache_dir(), progress=progress
+    )
+    return vectors.vectors, encoder.model_id
+
+
+def make_split(data: HeteroData, task: str, relation: str) -> Split:
+    if task == "recommend":
+        return recommend_split(data)
+    if task == "related":
+        if ("product", relation, "product") not in data.edge_types:
+            raise ValueError(f"unknown relation {relation!r}")
+        if data["product", relation, "product"].num_edges == 0:
+            raise ValueError(f"the graph has no {relation!r} edges to learn or evaluate")
+        return related_split(data, relation)
+    raise ValueError(f"task must be 'related' or 'recommend', got {task!r}")
+
+
+def train(
+    store_uri: str | None,
+    options: TrainOptions,
+    out: str | Path = DEFAULT_CHECKPOINT,
+    log: Log | None = None,
+) -> tuple[FusedModel, TrainResult, Split]:
+    """Train the fused model on the store's graph (held-out edges never seen) and checkpoint it."""
+    data = load_graph(store_uri)
+    text, text_model = text_vectors(data, options.text_model, options.device)
+    split = make_split(data, options.task, options.relation)
+    options.model.task, options.model.text_model = options.task, text_model
+    options.train.device = options.device
+    model = FusedModel(split.train_graph, text, options.model)
+    result = model.fit(split, options.train, log)
+    save_checkpoint(model, data, out, {"relation": options.relation, "train": result.to_dict()})
+    return model, result, split
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    store_uri: str | None,
+    baselines: bool = True,
+    cold_start_epochs: int = 0,
+    log: Log | None = None,
+) -> list[dict[str, Any]]:
+    """The checkpoint and the baselines on the split it was trained on (rebuilt from the same
+    seed), full ranking. For related items, `cold_start_epochs > 0` adds the cold-start split,
+    with a fused model trained afresh on it (the checkpoint has seen the cold products' edges)."""
+    meta = read_meta(checkpoint)
+    data = load_graph(store_uri)
+    text, text_model = text_vectors(data, meta["text_model"], progress=False)
+    task = meta["config"]["task"]
+    split = make_split(data, task, meta["metrics"]["relation"])
+    model = load_checkpoint(checkpoint, split.train_graph, text, text_model)
+    if isinstance(split, RecSplit):
+        attach_histories(model, split)
+    reports = [evaluate(_scorers(model, split, text, baselines, log), split)]
+    if cold_start_epochs and task == "related":
+        cold = cold_start_split(data, split.relation)
+        cold_model = FusedModel(cold.train_graph, text, model.config)
+        cold_model.fit(cold, TrainConfig(epochs=cold_start_epochs), log)
+        reports.append(evaluate(_scorers(cold_model, cold, text, baselines, log), cold))
+    return reports
+
+
+def _scorers(model: FusedModel, split: Split, text: Tensor, baselines: bool, log: Log | None):
+    scorers: dict[str, Any] = {}
+    if baselines:
+        if log:
+            log("fitting baselines: popularity, text-only, LightGCN")
+        scorers["popularity"] = PopularityScorer().fit(split)
+        scorers["text-only"] = TextScorer(text).fit(split)
+        scorers["graph-only (LightGCN)"] = LightGCNScorer().fit(split)
+    scorers["fused"] = model
+    return scorers
+
+
+def write_reports(reports: list[dict[str, Any]], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(reports, indent=2))
+    return path
+
+
+def markdown(reports: list[dict[str, Any]]) -> str:
+    return "\n\n".join(
+        f"**{r['task']}{' / ' + r['relation'] if r.get('relation') else ''}** "
+        f"({r['stage']}, {r['num_queries']} queries, {r['num_products']} products)\n\n"
+        + to_markdown(r)
+        for r in reports
+    )

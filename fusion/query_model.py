@@ -1,0 +1,77 @@
+"""A trained checkpoint as the query layer's `QueryModel`, over the store's *current* graph.
+
+The model is rebuilt on today's graph, not the training one: products, brands and categories
+added since training get fused vectors through the inductive path (their text, brand, category
+and neighbours) with no training step; known ones keep their learned id rows.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from fusion.checkpoint import load_checkpoint, read_meta
+from fusion.model import FusedModel
+from fusion.splits import user_histories
+from fusion.train import history_matrix
+from kg.export import to_heterodata
+from kg.stores import Store
+from text_encoder import TextEncoder, default_cache_dir, encode_products
+
+
+class FusedQueryModel:
+    """Related items rank by the cosine of one vector per product: for a related-items model
+    ``[√scale·text, fused]``, whose dot product is the model's own score."""
+
+    def __init__(self, model: FusedModel, graph: HeteroData, encoder: TextEncoder) -> None:
+        self.model, self.encoder = model, encoder
+        self.product_ids = list(graph["product"].node_id)
+        self.user_ids = list(graph["user"].node_id)
+        with torch.no_grad():
+            self.items = model.item_embeddings()
+            self.vectors = self._vectors(model.text, self.items)
+        self.histories = history_matrix(
+            user_histories(graph), len(self.user_ids), model.config.max_history
+        )
+
+    def _vectors(self, text: Tensor, fused: Tensor) -> Tensor:
+        if self.model.config.task == "related":
+            return torch.cat([math.sqrt(self.model.text_scale.item()) * text, fused], dim=1)
+        return fused
+
+    def product_vectors(self) -> Tensor:
+        return self.vectors
+
+    @torch.no_grad()
+    def user_scores(self, user_idx: Tensor) -> Tensor:
+        hist = self.histories[user_idx]
+        if self.model.config.task == "recommend":
+            return self.model.scores(self.items, hist)
+        # A related-items model has no user side: the user is the mean of their items.
+        known = (hist >= 0).unsqueeze(-1)
+        mean = (self.vectors[hist.clamp(min=0)] * known).sum(1) / known.sum(1).clamp(min=1)
+        return mean @ self.vectors.T
+
+    @torch.no_grad()
+    def text_to_vectors(self, texts: list[str]) -> Tensor:
+        text = self.encoder.encode(texts, progress=False)
+        return self._vectors(text, self.model.embed_text_only(text))
+
+
+def load_query_model(checkpoint_dir: str | Path, store: Store) -> FusedQueryModel:
+    """The checkpoint over `store`'s current graph (new nodes allowed), ready to answer."""
+    meta = read_meta(checkpoint_dir)
+    graph = to_heterodata(store)
+    encoder = TextEncoder.from_pretrained(meta["text_model"], device="cpu")
+    product = graph["product"]
+    vectors, _ = encode_products(
+        encoder, product.node_id, product.text_fields, default_cache_dir(), progress=False
+    )
+    model = load_checkpoint(
+        checkpoint_dir, graph, vectors.vectors, encoder.model_id, allow_new_nodes=True
+    )
+    return FusedQueryModel(model, graph, encoder)
