@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()[0]  # the machine is shared: record how busy it was
     start = time.perf_counter()
     cat = read_catalogue(BEAUTY, log=RejectLog())
     clean(cat, "drop")  # the in-catalogue graph: 12,101 products, ~400k product edges
@@ -97,6 +98,7 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
+            "load_average_1m_at_start": round(load_at_start, 2),
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
             "neo4j_driver": version("neo4j"),

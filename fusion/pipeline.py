@@ -134,9 +134,4 @@ def write_reports(reports: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 def markdown(reports: list[dict[str, Any]]) -> str:
-    return "\n\n".join(
-        f"**{r['task']}{' / ' + r['relation'] if r.get('relation') else ''}** "
-        f"({r['stage']}, {r['num_queries']} queries, {r['num_products']} products)\n\n"
-        + to_markdown(r)
-        for r in reports
-    )
+    return "\n\n".join(to_markdown(r) for r in reports)

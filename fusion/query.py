@@ -154,6 +154,12 @@ class Recommender:
     def close(self) -> None:
         self.store.close()
 
+    def __enter__(self) -> Recommender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def related(
         self, product_id: str, k: int = 10, filters: Filters | None = None, explain: bool = True
     ) -> list[Result]:

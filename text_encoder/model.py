@@ -74,7 +74,8 @@ def default_model_dir() -> Path:
 
 def resolve_model(name_or_path: str | Path | None = None, revision: str | None = None) -> ModelSpec:
     """Locate a model (default, local directory or Hub id) and read its pooling setup."""
-    if name_or_path is None:
+    if name_or_path is None or str(name_or_path) == DEFAULT_MODEL_ID:
+        # The bundled package carries exactly these weights: no Hub access needed.
         source, model_id = str(default_model_dir()), DEFAULT_MODEL_ID
     else:
         path = Path(name_or_path).expanduser()

@@ -1,8 +1,11 @@
-"""`kgrec` command line: one Typer app; each command group lives in its own module."""
+"""`kgrec` command line: one Typer app; each command group lives in its own module, and heavy
+libraries (torch, transformers) load only when a command that needs them runs."""
 
 from __future__ import annotations
 
 import typer
+
+from fusion.cli import build_cmd, encode_cmd, neo4j_cmd, query_cmd, train_cmd, update_cmd
 
 app = typer.Typer(
     name="kgrec",
@@ -11,26 +14,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-from fusion.cli import encode_cmd  # noqa: E402  (commands register on the app above)
-
-app.command("encode")(encode_cmd.encode)
-
-from fusion.cli import neo4j_cmd  # noqa: E402
-
 app.add_typer(neo4j_cmd.app, name="neo4j")
-
-from fusion.cli import query_cmd  # noqa: E402
-
-query_cmd.register(app)  # related, recommend, search, publish, serve
-
-from fusion.cli import build_cmd  # noqa: E402
-
 app.command("build")(build_cmd.build)
-
-from fusion.cli import update_cmd  # noqa: E402
-
 app.command("update")(update_cmd.update)
+app.command("encode")(encode_cmd.encode)
+app.command("train")(train_cmd.train)
+app.command("evaluate")(train_cmd.evaluate)
+app.command("pipeline")(train_cmd.pipeline)
+query_cmd.register(app)  # related, recommend, search, publish, serve
 
 
 def main() -> None:

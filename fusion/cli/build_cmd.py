@@ -46,11 +46,11 @@ def build(
     if as_json:
         typer.echo(json.dumps(summary.to_json(), indent=2))
     else:
-        Console().print(_summary_table(summary))
+        Console().print(summary_table(summary))
         err.print(f"rejects: {summary.rejected} written to {summary.rejects_path}")
 
 
-def _summary_table(summary: BuildSummary) -> Table:
+def summary_table(summary: BuildSummary) -> Table:
     table = Table(title=f"kgrec build → {summary.store} ({summary.seconds} s)")
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -48,7 +48,7 @@ def related(
     """Products related to PRODUCT_ID (also works for products added after training)."""
     with _answering(checkpoint, store) as rec:
         f = _filters(brand, category, min_price, max_price, in_catalogue)
-        _show(product_id, rec.related(product_id, k, f, explain), json)
+        show(product_id, rec.related(product_id, k, f, explain), json)
 
 
 def recommend(
@@ -67,7 +67,7 @@ def recommend(
     """Products for USER_ID, leaving out those the user already has."""
     with _answering(checkpoint, store) as rec:
         f = _filters(brand, category, min_price, max_price, in_catalogue)
-        _show(user_id, rec.recommend(user_id, k, f, explain), json)
+        show(user_id, rec.recommend(user_id, k, f, explain), json)
 
 
 def search(
@@ -86,7 +86,7 @@ def search(
     """Products matching TEXT."""
     with _answering(checkpoint, store) as rec:
         f = _filters(brand, category, min_price, max_price, in_catalogue)
-        _show(text, rec.search(text, k, f, explain), json)
+        show(text, rec.search(text, k, f, explain), json)
 
 
 def publish(
@@ -172,7 +172,7 @@ def _filters(
     )
 
 
-def _show(query: str, results: list[Result], as_json: bool) -> None:
+def show(query: str, results: list[Result], as_json: bool) -> None:
     if as_json:
         from fusion.serve import Answer
 

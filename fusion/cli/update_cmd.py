@@ -43,7 +43,9 @@ def update(
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Upsert a delta into the store: new and changed products (changed = any field differs
+    """Apply a catalogue delta (new/changed products, edges, interactions; removals).
+
+    Upserts new and changed products (changed = any field differs
     from the stored one; its brand/category links are replaced), the delta's product edges and
     interactions. Products are removed only through --remove: each is deleted with all its
     relationships (users, brands and categories stay), and delta rows naming it are ignored.
