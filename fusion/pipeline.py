@@ -17,7 +17,12 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from fusion.baselines import LightGCNScorer, PopularityScorer, TextScorer
-from fusion.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from fusion.checkpoint import (
+    CheckpointMismatchError,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
 from fusion.evaluate import evaluate, to_markdown
 from fusion.model import FusedConfig, FusedModel
 from fusion.splits import RecSplit, Split, cold_start_split, recommend_split, related_split
@@ -36,6 +41,7 @@ class TrainOptions:
     relation: str = "also_bought"  # the Product→Product relation for task=related
     text_model: str | None = None  # None = bundled all-MiniLM-L6-v2
     device: str = "auto"
+    warm_start: Path | None = None  # checkpoint to continue training from
     model: FusedConfig = field(default_factory=FusedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -81,7 +87,17 @@ def train(
     split = make_split(data, options.task, options.relation)
     options.model.task, options.model.text_model = options.task, text_model
     options.train.device = options.device
-    model = FusedModel(split.train_graph, text, options.model)
+    if options.warm_start:
+        # Continue from a trained model: same text model required; new nodes grow the id tables.
+        model = load_checkpoint(
+            options.warm_start, split.train_graph, text, text_model, allow_new_nodes=True
+        ).train()
+        if model.config.task != options.task:
+            raise CheckpointMismatchError(
+                f"{options.warm_start} is a {model.config.task!r} model, not {options.task!r}"
+            )
+    else:
+        model = FusedModel(split.train_graph, text, options.model)
     result = model.fit(split, options.train, log)
     save_checkpoint(model, data, out, {"relation": options.relation, "train": result.to_dict()})
     return model, result, split

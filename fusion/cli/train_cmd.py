@@ -42,6 +42,10 @@ def train(
     dim: Annotated[int, typer.Option(min=8, help="Embedding size.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed (splits use seed 0).")] = 0,
     max_minutes: MaxMinutes = 20.0,
+    warm_start: Annotated[
+        Path | None,
+        typer.Option(help="Continue from this checkpoint (same text model; new nodes allowed)."),
+    ] = None,
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:
@@ -57,6 +61,7 @@ def train(
         relation=relation,
         text_model=text_model,
         device=device,
+        warm_start=warm_start,
         model=FusedConfig(task=task, dim=dim),
         train=TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes),
     )
