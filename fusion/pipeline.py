@@ -28,7 +28,7 @@ from fusion.model import FusedConfig, FusedModel
 from fusion.splits import RecSplit, Split, cold_start_split, recommend_split, related_split
 from fusion.train import TrainConfig, TrainResult, attach_histories
 from kg.export import to_heterodata
-from kg.stores import open_store
+from kg.stores import Store, open_store
 from text_encoder import TextEncoder, default_cache_dir, encode_products
 
 DEFAULT_CHECKPOINT = Path("artifacts/model")
@@ -48,7 +48,15 @@ class TrainOptions:
 
 def load_graph(store_uri: str | None) -> HeteroData:
     with open_store(store_uri) as store:
-        return to_heterodata(store)
+        return graph_of(store)
+
+
+def graph_of(store: Store) -> HeteroData:
+    """The store's graph as HeteroData; an empty store is an error worth a clear message."""
+    data = to_heterodata(store)
+    if data["product"].num_nodes == 0:
+        raise ValueError("the store holds no products: run `kgrec build` first")
+    return data
 
 
 def text_vectors(

@@ -16,9 +16,9 @@ from torch_geometric.data import HeteroData
 
 from fusion.checkpoint import load_checkpoint, read_meta
 from fusion.model import FusedModel
+from fusion.pipeline import graph_of
 from fusion.splits import user_histories
 from fusion.train import history_matrix
-from kg.export import to_heterodata
 from kg.stores import Store
 from text_encoder import TextEncoder, default_cache_dir, encode_products
 
@@ -65,7 +65,7 @@ class FusedQueryModel:
 def load_query_model(checkpoint_dir: str | Path, store: Store) -> FusedQueryModel:
     """The checkpoint over `store`'s current graph (new nodes allowed), ready to answer."""
     meta = read_meta(checkpoint_dir)
-    graph = to_heterodata(store)
+    graph = graph_of(store)
     encoder = TextEncoder.from_pretrained(meta["text_model"], device="cpu")
     product = graph["product"]
     vectors, _ = encode_products(

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from neo4j.exceptions import DriverError, Neo4jError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -33,8 +34,8 @@ StoreUri = Annotated[
 ]
 
 # Bad input (BadInputError, checkpoint/model mismatches are ValueErrors), missing files and
-# models (OSError), unknown ids (LookupError), an unreachable store or server.
-USER_ERRORS = (ValueError, OSError, LookupError, StoreError, ServerError)
+# models (OSError), unknown ids (LookupError), an unreachable store or server, Neo4j refusals.
+USER_ERRORS = (ValueError, OSError, LookupError, StoreError, ServerError, Neo4jError, DriverError)
 
 
 @contextmanager
