@@ -31,7 +31,6 @@ from kg.export import to_heterodata
 from kg.stores import Store, open_store
 from text_encoder import TextEncoder, default_cache_dir, encode_products
 
-DEFAULT_CHECKPOINT = Path("artifacts/model")
 Log = Callable[[str], None]
 
 
@@ -86,7 +85,7 @@ def make_split(data: HeteroData, task: str, relation: str) -> Split:
 def train(
     store_uri: str | None,
     options: TrainOptions,
-    out: str | Path = DEFAULT_CHECKPOINT,
+    out: str | Path,
     log: Log | None = None,
 ) -> tuple[FusedModel, TrainResult, Split]:
     """Train the fused model on the store's graph (held-out edges never seen) and checkpoint it."""

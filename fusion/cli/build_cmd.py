@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from fusion.cli.common import StoreUri, err, progress_bars, user_errors
+from fusion.cli.common import (
+    DEFAULT_REJECTS,
+    AsJson,
+    External,
+    Format,
+    Rejects,
+    StoreUri,
+    Strict,
+    err,
+    progress_bars,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from kg.build import BuildSummary
@@ -22,19 +33,12 @@ def build(
     interactions: Annotated[
         Path | None, typer.Option(help="Separate interactions file (reviews / ratings).")
     ] = None,
-    format: Annotated[
-        str, typer.Option("--format", help="Source layout, or auto to detect it.")
-    ] = "auto",
+    format: Format = "auto",
     store: StoreUri = None,
-    external: Annotated[
-        Literal["stub", "drop"],
-        typer.Option(help="Products referenced but not in the catalogue: stub nodes or drop."),
-    ] = "stub",
-    strict: Annotated[bool, typer.Option(help="Stop at the first bad input row.")] = False,
-    rejects: Annotated[Path, typer.Option(help="Where rejected rows are written (JSON lines).")] = (
-        Path("kgrec-rejects.jsonl")
-    ),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    external: External = "stub",
+    strict: Strict = False,
+    rejects: Rejects = DEFAULT_REJECTS,
+    as_json: AsJson = False,
 ) -> None:
     """Read, clean and store a catalogue; re-running is safe (writes are upserts)."""
     from kg.build import build as run_build  # heavy imports only when the command runs

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 from neo4j.exceptions import DriverError, Neo4jError
@@ -32,6 +33,24 @@ StoreUri = Annotated[
         help="Graph store: embedded:PATH, bolt://… or neo4j://… (default: the local server).",
     ),
 ]
+
+# Where training writes and queries read a model, unless told otherwise.
+DEFAULT_CHECKPOINT = Path("artifacts/model")
+Checkpoint = Annotated[
+    Path,
+    typer.Option(envvar="KGREC_CHECKPOINT", help="Trained model directory (or $KGREC_CHECKPOINT)."),
+]
+
+# Options shared by `build` and `update`.
+Format = Annotated[str, typer.Option("--format", help="Source layout, or auto to detect it.")]
+External = Annotated[
+    Literal["stub", "drop"],
+    typer.Option(help="Products referenced but not known: flagged stub nodes, or dropped."),
+]
+Strict = Annotated[bool, typer.Option(help="Stop at the first bad input row.")]
+Rejects = Annotated[Path, typer.Option(help="Where rejected rows are written (JSON lines).")]
+DEFAULT_REJECTS = Path("kgrec-rejects.jsonl")
+AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 # Bad input (BadInputError, checkpoint/model mismatches are ValueErrors), missing files and
 # models (OSError), unknown ids (LookupError), an unreachable store or server, Neo4j refusals.

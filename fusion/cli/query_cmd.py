@@ -11,17 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fusion.cli.common import StoreUri, user_errors
+from fusion.cli.common import DEFAULT_CHECKPOINT, Checkpoint, StoreUri, user_errors
 
 if TYPE_CHECKING:  # torch/fastapi load only when a command runs
     from fusion.query import Filters, Recommender, Result
 
-DEFAULT_CHECKPOINT = Path("artifacts/model")
 
-Checkpoint = Annotated[
-    Path,
-    typer.Option(envvar="KGREC_CHECKPOINT", help="Trained model directory (or $KGREC_CHECKPOINT)."),
-]
 K = Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Number of answers.")]
 Brand = Annotated[str | None, typer.Option(help="Only this brand (case-insensitive).")]
 Category = Annotated[str | None, typer.Option(help="Only this category (id, path or name).")]

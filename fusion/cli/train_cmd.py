@@ -11,12 +11,16 @@ import typer
 from rich.console import Console
 
 from fusion.cli.build_cmd import summary_table
-from fusion.cli.common import StoreUri, err, progress_bars, user_errors
+from fusion.cli.common import (
+    DEFAULT_CHECKPOINT,
+    Checkpoint,
+    StoreUri,
+    err,
+    progress_bars,
+    user_errors,
+)
 from fusion.cli.query_cmd import show
 
-Checkpoint = Annotated[
-    Path, typer.Option(envvar="KGREC_CHECKPOINT", help="Model directory (or $KGREC_CHECKPOINT).")
-]
 Task = Annotated[
     Literal["related", "recommend"],
     typer.Option(help="related: Product→Product links; recommend: User→Product."),
@@ -29,7 +33,6 @@ TextModel = Annotated[
     typer.Option(help="Hugging Face model id or local path (default: bundled all-MiniLM-L6-v2)."),
 ]
 MaxMinutes = Annotated[float, typer.Option(min=0.1, help="Training time cap in minutes.")]
-DEFAULT_CHECKPOINT = Path("artifacts/model")
 DEFAULT_REPORT = Path("artifacts/evaluation.json")
 
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from fusion.cli.common import StoreUri, err, progress_bars, user_errors
+from fusion.cli.common import (
+    DEFAULT_REJECTS,
+    AsJson,
+    External,
+    Format,
+    Rejects,
+    StoreUri,
+    Strict,
+    err,
+    progress_bars,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from kg.update import UpdateSummary
@@ -29,19 +40,12 @@ def update(
         Path | None,
         typer.Option(help="File of product ids to remove, one per line (unknown ids reported)."),
     ] = None,
-    format: Annotated[
-        str, typer.Option("--format", help="Source layout of the delta, or auto to detect it.")
-    ] = "auto",
+    format: Format = "auto",
     store: StoreUri = None,
-    external: Annotated[
-        Literal["stub", "drop"],
-        typer.Option(help="Products referenced but in neither delta nor store: stub or drop."),
-    ] = "stub",
-    strict: Annotated[bool, typer.Option(help="Stop at the first bad input row.")] = False,
-    rejects: Annotated[Path, typer.Option(help="Where rejected rows are written (JSON lines).")] = (
-        Path("kgrec-rejects.jsonl")
-    ),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    external: External = "stub",
+    strict: Strict = False,
+    rejects: Rejects = DEFAULT_REJECTS,
+    as_json: AsJson = False,
 ) -> None:
     """Apply a catalogue delta (new/changed products, edges, interactions; removals).
 
