@@ -122,8 +122,10 @@ def best_paths(
     return found
 
 
-def _strength(row: PathRow) -> tuple[int, int, str, str]:
-    return _REL_RANK[Rel(row.rel)], row.degree, row.anchor, row.via.id if row.via else ""
+def _strength(row: PathRow) -> tuple[int, int, str, str, bool]:
+    # Every field breaks ties, so both stores pick the same paths whatever their row order.
+    via = row.via.id if row.via else ""
+    return _REL_RANK[Rel(row.rel)], row.degree, row.anchor, via, not row.forward
 
 
 def _path(row: PathRow, user_id: str | None) -> Path:
