@@ -86,9 +86,16 @@ class EmbeddingCache:
     def save(self) -> None:
         """Write atomically (temp file + rename) so readers never see a half-written cache."""
         payload = b"".join(self.keys) + self.vectors.numpy().astype("<f4").tobytes()
-        header = json.dumps({"version": FORMAT_VERSION, "fingerprint": self.fingerprint,
-                             "dim": self.dim, "count": len(self.keys), "key_bytes": KEY_BYTES,
-                             "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+        header = json.dumps(
+            {
+                "version": FORMAT_VERSION,
+                "fingerprint": self.fingerprint,
+                "dim": self.dim,
+                "count": len(self.keys),
+                "key_bytes": KEY_BYTES,
+                "sha256": hashlib.sha256(payload).hexdigest(),
+            }
+        ).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
         try:
@@ -108,10 +115,14 @@ class EmbeddingCache:
         (header_len,) = struct.unpack_from("<I", blob, len(MAGIC))
         start = len(MAGIC) + 4 + header_len
         try:
-            header = json.loads(blob[len(MAGIC) + 4:start])
+            header = json.loads(blob[len(MAGIC) + 4 : start])
             count, dim = int(header["count"]), int(header["dim"])
-            expected = {"version": FORMAT_VERSION, "fingerprint": self.fingerprint,
-                        "dim": self.dim, "key_bytes": KEY_BYTES}
+            expected = {
+                "version": FORMAT_VERSION,
+                "fingerprint": self.fingerprint,
+                "dim": self.dim,
+                "key_bytes": KEY_BYTES,
+            }
             mismatched = [k for k, v in expected.items() if header[k] != v]
             checksum = header["sha256"]
         except (ValueError, KeyError, TypeError) as exc:
@@ -123,7 +134,7 @@ class EmbeddingCache:
             raise CacheInvalidError("file is truncated or has trailing bytes")
         if hashlib.sha256(payload).hexdigest() != checksum:
             raise CacheInvalidError("checksum mismatch")
-        keys = [payload[i:i + KEY_BYTES] for i in range(0, count * KEY_BYTES, KEY_BYTES)]
+        keys = [payload[i : i + KEY_BYTES] for i in range(0, count * KEY_BYTES, KEY_BYTES)]
         matrix = np.frombuffer(payload, dtype="<f4", offset=count * KEY_BYTES)
         return keys, torch.from_numpy(matrix.reshape(count, dim).copy())
 
@@ -143,9 +154,13 @@ class CacheStats:
         return self.total / self.seconds if self.seconds > 0 else float("inf")
 
 
-def encode_with_cache(encoder: TextEncoder, texts: Sequence[str], cache_dir: str | Path,
-                      batch_size: int | None = None,
-                      progress: bool = True) -> tuple[torch.Tensor, CacheStats]:
+def encode_with_cache(
+    encoder: TextEncoder,
+    texts: Sequence[str],
+    cache_dir: str | Path,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, CacheStats]:
     """`encoder.encode(texts)` that reuses vectors cached for the same encoder fingerprint."""
     start = time.perf_counter()
     texts = [ensure_text(t, f"text #{i}") for i, t in enumerate(texts)]
@@ -159,7 +174,11 @@ def encode_with_cache(encoder: TextEncoder, texts: Sequence[str], cache_dir: str
         cache.save()
         rows = cache.lookup(keys)
     vectors = cache.vectors[rows] if texts else torch.empty(0, encoder.dim)
-    stats = CacheStats(total=len(texts), from_cache=len(texts) - sum(k in missing for k in keys),
-                       encoded=len(missing), seconds=time.perf_counter() - start,
-                       rebuilt_reason=cache.rebuilt_reason)
+    stats = CacheStats(
+        total=len(texts),
+        from_cache=len(texts) - sum(k in missing for k in keys),
+        encoded=len(missing),
+        seconds=time.perf_counter() - start,
+        rebuilt_reason=cache.rebuilt_reason,
+    )
     return vectors, stats

@@ -39,8 +39,12 @@ class TextEncoder(nn.Module):
         self.eval()  # nn.Module starts in training mode; dropout must be opt-in
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path | None = None, device: str = "auto",
-                        revision: str | None = None) -> TextEncoder:
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        device: str = "auto",
+        revision: str | None = None,
+    ) -> TextEncoder:
         """Load a model (None = bundled all-MiniLM-L6-v2, works offline) onto `device`."""
         dev = resolve_device(device)
         if dev.type == "cpu":
@@ -71,17 +75,28 @@ class TextEncoder(nn.Module):
     @property
     def fingerprint(self) -> str:
         """Identifies everything that decides a vector except the text itself (cache key)."""
-        facts = {"model": self.model_id, "revision": self.spec.revision,
-                 "pooling": self.spec.pooling, "max_length": self.max_length,
-                 "lower": self.spec.do_lower_case, "precision": self.precision, "l2": True}
+        facts = {
+            "model": self.model_id,
+            "revision": self.spec.revision,
+            "pooling": self.spec.pooling,
+            "max_length": self.max_length,
+            "lower": self.spec.do_lower_case,
+            "precision": self.precision,
+            "l2": True,
+        }
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
 
     def tokenize(self, texts: Sequence[str], padding: bool = True) -> dict[str, torch.Tensor]:
         """Tokenise, truncated to the model's limit, as tensors on the model's device."""
         if self.spec.do_lower_case:
             texts = [t.lower() for t in texts]
-        batch = self.tokenizer(list(texts), padding=padding, truncation=True,
-                               max_length=self.max_length, return_tensors="pt")
+        batch = self.tokenizer(
+            list(texts),
+            padding=padding,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
@@ -91,8 +106,9 @@ class TextEncoder(nn.Module):
         pooled = pool(hidden, batch["attention_mask"], self.spec.pooling)
         return F.normalize(pooled.float(), p=2, dim=-1)
 
-    def encode(self, texts: Sequence[str], batch_size: int | None = None,
-               progress: bool = True) -> torch.Tensor:
+    def encode(
+        self, texts: Sequence[str], batch_size: int | None = None, progress: bool = True
+    ) -> torch.Tensor:
         """[N, dim] float32 CPU tensor of L2-normalised vectors, in input order."""
         texts = [ensure_text(t, f"text #{i}") for i, t in enumerate(texts)]
         out = torch.empty(len(texts), self.dim)
@@ -101,8 +117,12 @@ class TextEncoder(nn.Module):
         if batch_size is None:
             batch_size = CUDA_BATCH_SIZE if self.device.type == "cuda" else CPU_BATCH_SIZE
         # Longest first so batches hold similar lengths (little padding) and memory peaks early.
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True,
-                                                      max_length=self.max_length)["input_ids"]]
+        lengths = [
+            len(ids)
+            for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)[
+                "input_ids"
+            ]
+        ]
         order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
         was_training = self.training
         self.eval()
@@ -110,7 +130,7 @@ class TextEncoder(nn.Module):
         try:
             with torch.inference_mode(), self._autocast():
                 for start in range(0, len(order), batch_size):
-                    rows = order[start:start + batch_size]
+                    rows = order[start : start + batch_size]
                     out[rows] = self([texts[i] for i in rows]).cpu()
                     bar.update(len(rows))
         finally:
@@ -124,7 +144,7 @@ class TextEncoder(nn.Module):
         if not 0 <= n <= len(layers):
             raise ValueError(f"{self.model_id!r} has {len(layers)} layers; cannot train top {n}")
         self.model.requires_grad_(False)
-        params = [p for layer in layers[len(layers) - n:] for p in layer.parameters()]
+        params = [p for layer in layers[len(layers) - n :] for p in layer.parameters()]
         for p in params:
             p.requires_grad_(True)
         return params

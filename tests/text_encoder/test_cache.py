@@ -25,8 +25,7 @@ def test_miss_then_hit_and_only_new_or_changed_texts_are_encoded(tmp_path, fake_
     assert fake_encoder.encoded == ["a", "b", "c"]
 
     # "b" changed to "b2", "d" is new: only those two reach the model; order follows input.
-    mixed, stats = encode_with_cache(fake_encoder, ["d", "a", "b2", "c"], tmp_path,
-                                     progress=False)
+    mixed, stats = encode_with_cache(fake_encoder, ["d", "a", "b2", "c"], tmp_path, progress=False)
     assert fake_encoder.calls[-1] == ["d", "b2"]
     assert (stats.from_cache, stats.encoded) == (2, 2)
     assert torch.equal(mixed[1], first[0]) and torch.equal(mixed[3], first[2])
@@ -57,20 +56,23 @@ def _rewrite_header(path, **changes):
     blob = path.read_bytes()
     (size,) = struct.unpack_from("<I", blob, len(MAGIC))
     start = len(MAGIC) + 4
-    header = json.loads(blob[start:start + size]) | changes
+    header = json.loads(blob[start : start + size]) | changes
     raw = json.dumps(header).encode()
-    path.write_bytes(MAGIC + struct.pack("<I", len(raw)) + raw + blob[start + size:])
+    path.write_bytes(MAGIC + struct.pack("<I", len(raw)) + raw + blob[start + size :])
 
 
-@pytest.mark.parametrize(("damage", "reason"), [
-    (_flip_last_byte, "checksum"),
-    (lambda p: p.write_bytes(p.read_bytes()[:-7]), "truncated"),
-    (lambda p: p.write_bytes(b"garbage"), "not a kgrec"),
-    (lambda p: p.write_bytes(MAGIC + struct.pack("<I", 5) + b"{nope"), "unreadable header"),
-    (lambda p: _rewrite_header(p, fingerprint="someone-else"), "fingerprint"),
-    (lambda p: _rewrite_header(p, dim=4), "dim"),
-    (lambda p: _rewrite_header(p, version=0), "version"),
-])
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_flip_last_byte, "checksum"),
+        (lambda p: p.write_bytes(p.read_bytes()[:-7]), "truncated"),
+        (lambda p: p.write_bytes(b"garbage"), "not a kgrec"),
+        (lambda p: p.write_bytes(MAGIC + struct.pack("<I", 5) + b"{nope"), "unreadable header"),
+        (lambda p: _rewrite_header(p, fingerprint="someone-else"), "fingerprint"),
+        (lambda p: _rewrite_header(p, dim=4), "dim"),
+        (lambda p: _rewrite_header(p, version=0), "version"),
+    ],
+)
 def test_invalid_cache_is_detected_and_rebuilt_never_used(tmp_path, fake_encoder, damage, reason):
     good, _ = encode_with_cache(fake_encoder, ["a", "b"], tmp_path, progress=False)
     damage(_cache_file(tmp_path, fake_encoder))

@@ -36,7 +36,8 @@ def test_default_model_matches_sentence_transformers(encoder):
     from sentence_transformers import SentenceTransformer
 
     reference = SentenceTransformer(str(default_model_dir()), device="cpu").encode(
-        TEXTS, convert_to_tensor=True, batch_size=2)
+        TEXTS, convert_to_tensor=True, batch_size=2
+    )
     ours = encoder.encode(TEXTS, batch_size=2, progress=False)
     assert ours.dtype == torch.float32 and ours.device.type == "cpu"
     assert ours.shape == (len(TEXTS), 384) == (len(TEXTS), encoder.dim)
@@ -68,8 +69,9 @@ def test_offline_loading_of_default_and_of_a_cached_hub_id(tmp_path):
     snapshot = repo / "snapshots" / commit
     for src in default_model_dir().rglob("*"):
         if src.is_file():
-            (snapshot / src.relative_to(default_model_dir())).parent.mkdir(parents=True,
-                                                                           exist_ok=True)
+            (snapshot / src.relative_to(default_model_dir())).parent.mkdir(
+                parents=True, exist_ok=True
+            )
             (snapshot / src.relative_to(default_model_dir())).symlink_to(src)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
@@ -83,14 +85,29 @@ def test_offline_loading_of_default_and_of_a_cached_hub_id(tmp_path):
                           "same": bool(torch.allclose(va, vb)),
                           "fp_differs": a.fingerprint != b.fingerprint}))
     """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "home"),
-           "HF_HUB_CACHE": str(tmp_path / "hub")}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=Path(__file__).parents[2])
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "home"),
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[2],
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"a": DEFAULT_MODEL_ID, "b": "kgrec-test/minilm", "rev": commit,
-                      "same": True, "fp_differs": True}
+    assert result == {
+        "a": DEFAULT_MODEL_ID,
+        "b": "kgrec-test/minilm",
+        "rev": commit,
+        "same": True,
+        "fp_differs": True,
+    }
 
 
 def test_unknown_model_id_says_how_to_supply_one(monkeypatch):
@@ -123,29 +140,48 @@ def _model_copy(tmp_path: Path, pooling: dict | None = None, modules: list | Non
             dst.symlink_to(src)
     (root / "1_Pooling").mkdir()
     (root / "1_Pooling" / "config.json").write_text(json.dumps(pooling or {"pooling_mode": "mean"}))
-    (root / "modules.json").write_text(json.dumps(modules or [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling",
-         "type": "sentence_transformers.models.Pooling"}]))
+    (root / "modules.json").write_text(
+        json.dumps(
+            modules
+            or [
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "",
+                    "type": "sentence_transformers.models.Transformer",
+                },
+                {
+                    "idx": 1,
+                    "name": "1",
+                    "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling",
+                },
+            ]
+        )
+    )
     return root
 
 
 def test_pooling_is_read_from_the_model_config(tmp_path, encoder):
-    cls_encoder = TextEncoder.from_pretrained(_model_copy(tmp_path, {"pooling_mode": "cls"}),
-                                              device="cpu")
+    cls_encoder = TextEncoder.from_pretrained(
+        _model_copy(tmp_path, {"pooling_mode": "cls"}), device="cpu"
+    )
     assert cls_encoder.spec.pooling == "cls"
     assert cls_encoder.fingerprint != encoder.fingerprint
     batch = encoder.tokenize(["pooling check"])
     with torch.inference_mode():
         hidden = encoder.model(**batch).last_hidden_state
     expected = F.normalize(hidden[:, 0], dim=-1)
-    assert torch.allclose(cls_encoder.encode(["pooling check"], progress=False), expected,
-                          atol=1e-6)
+    assert torch.allclose(
+        cls_encoder.encode(["pooling check"], progress=False), expected, atol=1e-6
+    )
 
 
 def test_unsupported_sentence_transformers_module_is_refused(tmp_path):
-    modules = [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]
+    modules = [
+        {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+    ]
     with pytest.raises(ModelNotFoundError, match="Dense"):
         TextEncoder.from_pretrained(_model_copy(tmp_path, modules=modules), device="cpu")
 
@@ -157,8 +193,9 @@ def test_pool_modes_ignore_padding():
     assert pool(hidden, mask, "max").tolist() == [[3.0, 4.0]]
     assert pool(hidden, mask, "cls").tolist() == [[1.0, 2.0]]
     assert pool(hidden, mask, "lasttoken").tolist() == [[3.0, 4.0]]
-    assert torch.allclose(pool(hidden, mask, "mean_sqrt_len_tokens"),
-                          torch.tensor([[4.0, 6.0]]) / 2 ** 0.5)
+    assert torch.allclose(
+        pool(hidden, mask, "mean_sqrt_len_tokens"), torch.tensor([[4.0, 6.0]]) / 2**0.5
+    )
 
 
 def test_weights_frozen_by_default_and_top_layers_trainable_on_request(encoder):

@@ -71,18 +71,29 @@ def cli(monkeypatch, fake_encoder):
 
     opened = []
     monkeypatch.setattr(kg.stores, "open_store", lambda uri: opened.append(uri) or FakeStore())
-    monkeypatch.setattr(kg.export, "to_heterodata", lambda store: {
-        "product": SimpleNamespace(node_id=IDS, text_fields=FIELDS)})
-    monkeypatch.setattr(TextEncoder, "from_pretrained",
-                        classmethod(lambda cls, name, device: fake_encoder))
+    monkeypatch.setattr(
+        kg.export,
+        "to_heterodata",
+        lambda store: {"product": SimpleNamespace(node_id=IDS, text_fields=FIELDS)},
+    )
+    monkeypatch.setattr(
+        TextEncoder, "from_pretrained", classmethod(lambda cls, name, device: fake_encoder)
+    )
     return lambda *args: CliRunner().invoke(_app(), list(args)), opened
 
 
 def test_cli_writes_vectors_and_summary(tmp_path, cli):
     run, opened = cli
     out = tmp_path / "vectors.pt"
-    args = ["--store", "embedded:/x", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
-            "--no-progress"]
+    args = [
+        "--store",
+        "embedded:/x",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--no-progress",
+    ]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert opened == ["embedded:/x"]

@@ -29,8 +29,7 @@ def test_clean_text_strips_html_entities_controls_and_whitespace():
 
 @pytest.mark.parametrize("missing", [None, "", "   ", float("nan")])
 def test_product_without_title_or_description_falls_back_to_brand_and_category(missing):
-    fields = {"title": missing, "description": missing, "brand": "Acme",
-              "categories": ["Beauty"]}
+    fields = {"title": missing, "description": missing, "brand": "Acme", "categories": ["Beauty"]}
     assert render_product_text(fields) == "Brand: Acme. Category: Beauty"
     assert not has_descriptive_text(fields)
     assert has_descriptive_text(FULL)
