@@ -251,9 +251,16 @@ class Recommender:
         return [
             Result(
                 product_id=pid,
-                title=p.title if (p := self.products.get(pid)) else "",
+                title=_display_title(self.products.get(pid)),
                 score=score,
                 explanations=paths.get(pid, []),
             )
             for pid, score in hits
         ]
+
+
+def _display_title(product: Product | None) -> str:
+    """The title, or the start of the description where the source had no usable title."""
+    if product is None:
+        return ""
+    return product.title or product.description[:80]
