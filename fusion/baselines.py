@@ -81,11 +81,13 @@ class LightGCNScorer:
         lambda_reg: float = 1e-4,
         patience: int = 3,
         metric: str = "recall@20",
+        valid_queries: int = 4000,
         seed: int = 0,
     ) -> None:
         self.embedding_dim, self.num_layers = embedding_dim, num_layers
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.lambda_reg, self.patience, self.metric, self.seed = lambda_reg, patience, metric, seed
+        self.valid_queries = valid_queries  # the same fixed validation sample as the fused model
 
     def fit(self, split: Split) -> LightGCNScorer:
         """Train; with validation queries keep the best epoch's embeddings and stop after
@@ -99,7 +101,7 @@ class LightGCNScorer:
             model = LightGCN(self.offset + num_products, self.embedding_dim, self.num_layers)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         gen = torch.Generator().manual_seed(self.seed)
-        validate = split.queries("valid").numel() > 0
+        valid = split.sample_queries("valid", self.valid_queries, self.seed)
         best, stale = float("-inf"), 0
         self.history: list[float] = []
         for _ in range(self.epochs):
@@ -115,9 +117,9 @@ class LightGCNScorer:
                 loss.backward()
                 optimizer.step()
             self._cache(model, edge_index)
-            if not validate:
+            if not valid.numel():
                 continue
-            score = evaluate_scorer(self, split, "valid")[self.metric]
+            score = evaluate_scorer(self, split, "valid", queries=valid)[self.metric]
             self.history.append(score)
             if score > best:
                 best, stale, best_embedding = score, 0, self.embedding
@@ -125,7 +127,7 @@ class LightGCNScorer:
                 stale += 1
                 if stale >= self.patience:
                     break
-        if validate:
+        if valid.numel():
             self.embedding = best_embedding
         return self
 

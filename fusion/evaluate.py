@@ -47,7 +47,7 @@ def evaluate_scorer(
     for batch in queries.split(batch_size):
         ids = batch.tolist()
         per_query = ranking_metrics(
-            scorer.full_sort_predict(batch, stage=stage),
+            scorer.full_sort_predict(batch, stage=stage).cpu(),
             [targets[q] for q in ids],
             [exclusions[q] for q in ids],
             ks=ks,

@@ -69,6 +69,15 @@ class Split:
         """Sorted LongTensor of the queries that have targets at `stage`."""
         return torch.tensor(sorted(self.targets_by_stage[stage]), dtype=torch.long)
 
+    def sample_queries(self, stage: Stage, limit: int, seed: int = 0) -> Tensor:
+        """A fixed random subset of `stage`'s queries, sorted (all of them when fewer than
+        `limit`): cheap per-epoch validation whose noise does not change between epochs."""
+        queries = self.queries(stage)
+        if queries.numel() <= limit:
+            return queries
+        perm = torch.randperm(queries.numel(), generator=torch.Generator().manual_seed(seed))
+        return queries[perm[:limit]].sort().values
+
 
 @dataclass
 class RecSplit(Split):

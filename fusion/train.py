@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from fusion.device import autocast, resolve_device
-from fusion.metrics import ranking_metrics
+from fusion.evaluate import evaluate_scorer
 from fusion.model import PRODUCT, FusedModel
 from fusion.splits import RecSplit, Split
 
@@ -90,7 +90,7 @@ def _fit(
     device = resolve_device(config.device)
     model.to(device)
     task = RecommendTask(model, split) if isinstance(split, RecSplit) else RelatedTask(model, split)
-    valid = validation_queries(split, config.valid_queries, config.seed)
+    valid = split.sample_queries("valid", config.valid_queries, config.seed)
     # Without a validation stage (cold start) the best epoch is the lowest training loss.
     metric = (config.metric or task.metric) if valid.numel() else "-loss"
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -136,32 +136,10 @@ def _fit(
     )
 
 
-def validation_queries(split: Split, limit: int, seed: int) -> Tensor:
-    """A fixed random subset of the validation queries (all of them when fewer than `limit`)."""
-    queries = split.queries("valid")
-    if queries.numel() <= limit:
-        return queries
-    perm = torch.randperm(queries.numel(), generator=torch.Generator().manual_seed(seed))
-    return queries[perm[:limit]].sort().values
-
-
-@torch.no_grad()
 def validate(model: FusedModel, split: Split, queries: Tensor, metric: str) -> float:
     """Mean `metric` (a `fusion.metrics` name) over `queries` at the validation stage."""
-    targets, exclusions = split.targets("valid"), split.exclusions("valid")
     k = int(metric.split("@")[1]) if "@" in metric else 10
-    total = 0.0
-    for chunk in queries.split(1024):
-        ids = chunk.tolist()
-        values = ranking_metrics(
-            model.full_sort_predict(chunk, stage="valid").cpu(),
-            [targets[q] for q in ids],
-            [exclusions[q] for q in ids],
-            ks=(k,),
-            candidates=split.candidates,
-        )
-        total += values[metric].sum().item()
-    return total / queries.numel()
+    return evaluate_scorer(model, split, "valid", ks=(k,), batch_size=1024, queries=queries)[metric]
 
 
 def peak_memory_mb(device: torch.device) -> float:

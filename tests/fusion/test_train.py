@@ -8,7 +8,7 @@ import torch
 from fusion.device import autocast, resolve_device
 from fusion.model import FusedConfig, FusedModel
 from fusion.splits import PAIR_SHIFT, recommend_split, related_split
-from fusion.train import TrainConfig, fit, validate, validation_queries
+from fusion.train import TrainConfig, fit, validate
 
 FAST = {"epochs": 3, "batch_size": 4096, "lr": 1e-2, "patience": 3, "device": "cpu"}
 
@@ -24,7 +24,7 @@ def make(split, task: str, **kw) -> FusedModel:
 def test_training_improves_the_validation_metric(beauty):
     split = related_split(beauty, "also_viewed")
     model = make(split, "related").eval()
-    queries = validation_queries(split, 10_000, 0)
+    queries = split.sample_queries("valid", 10_000)
     before = validate(model, split, queries, "recall@20")
     result = fit(model, split, TrainConfig(**{**FAST, "epochs": 4, "batch_size": 2048}))
     assert result.best > 1.5 * before
