@@ -128,18 +128,26 @@ class FusedModel(nn.Module):
             self._feats = propagate(self.text, self.edges, self.num_nodes, self.metapaths)
         return self._feats
 
-    def item_embeddings(self, edges: dict | None = None, feats: Tensor | None = None) -> Tensor:
+    def item_embeddings(
+        self, edges: dict | None = None, feats: Tensor | None = None, index: Tensor | None = None
+    ) -> Tensor:
         """Fused product embeddings ``[num_products, dim]`` over `edges` (default: the graph
-        the model was built on); `feats` = `propagate(edges)` when the caller already has it."""
+        the model was built on); `feats` = `propagate(edges)` when the caller already has it.
+        With `index`, only those products' rows (in that order): a sampled-softmax step then
+        costs O(batch), not O(products)."""
         feats = self.propagate(edges) if feats is None else feats
         edges = self.edges if edges is None else edges
+        text, ids = self.text, None if self.item_ids is None else self.item_ids.weight
+        if index is not None:
+            feats, text = feats[index], text[index]
+            ids = None if ids is None else ids[index]
         graph = self.encoder(feats)
         n = self.num_nodes[PRODUCT]
         for et in self.edge_types:
             if et[1] in self.vocab:
-                graph = graph + self.vocab[et[1]](edges[et], n)
-        ids = None if self.item_ids is None else self.item_ids.weight
-        return self.fusion(self.text, graph, ids)
+                vocab = self.vocab[et[1]](edges[et], n)  # a cheap bag over small vocabularies
+                graph = graph + (vocab if index is None else vocab[index])
+        return self.fusion(text, graph, ids)
 
     @torch.no_grad()
     def embed_text_only(self, text: Tensor) -> Tensor:
@@ -159,14 +167,22 @@ class FusedModel(nn.Module):
         pooled = (w.unsqueeze(-1) * items[hist.clamp(min=0)]).sum(1)
         return pooled + self.user_proj(pooled)
 
-    def scores(self, items: Tensor, query: Tensor, candidates: Tensor | None = None) -> Tensor:
-        """Scores ``[B, C]`` of queries against `candidates` (default: every product).
-        `query` is a history matrix (recommend) or product indices (related)."""
+    def scores(
+        self,
+        items: Tensor,
+        query: Tensor,
+        candidates: Tensor | None = None,
+        text: Tensor | None = None,
+    ) -> Tensor:
+        """Scores ``[B, C]`` of queries against `candidates` (default: every row of `items`).
+        `query` is a history matrix (recommend) or product rows (related); `text` holds the
+        text vectors of the same rows as `items` (default: every product's)."""
         cand = items if candidates is None else items[candidates]
         if self.config.task == "recommend":
             return self.encode_history(items, query) @ cand.T
-        text = self.text if candidates is None else self.text[candidates]
-        return self.text_scale * (self.text[query] @ text.T) + items[query] @ cand.T
+        text = self.text if text is None else text
+        cand_text = text if candidates is None else text[candidates]
+        return self.text_scale * (text[query] @ cand_text.T) + items[query] @ cand.T
 
     # -- scorer contract ---------------------------------------------------------------------
     def fit(
@@ -184,15 +200,20 @@ class FusedModel(nn.Module):
         """Softmax cross-entropy of `batch["target"]` given `batch["query"]` (history matrix or
         source products); `batch["edges"]` (and its `feats` = `propagate(edges)`) optionally
         override the message-passing graph."""
-        items = self.item_embeddings(batch.get("edges"), batch.get("feats"))
-        target = batch["target"]
+        edges, feats = batch.get("edges"), batch.get("feats")
+        query, target = batch["query"], batch["target"]
         k = self.config.num_negatives
         if k == 0:
-            return F.cross_entropy(self.scores(items, batch["query"]), target)
-        # Sampled softmax: the batch's targets are each other's negatives, plus k random ones.
-        rand = torch.randint(0, items.shape[0], (k,), device=target.device)
+            return F.cross_entropy(self.scores(self.item_embeddings(edges, feats), query), target)
+        # Sampled softmax: the batch's targets are each other's negatives, plus k random ones;
+        # only the products the batch touches are embedded, in local row numbers.
+        rand = torch.randint(0, self.num_nodes[PRODUCT], (k,), device=target.device)
         cand, label = torch.unique(torch.cat([target, rand]), return_inverse=True)
-        return F.cross_entropy(self.scores(items, batch["query"], cand), label[: len(target)])
+        rows = torch.unique(torch.cat([query[query >= 0], cand]))
+        local = torch.where(query >= 0, torch.searchsorted(rows, query.clamp(min=0)), -1)
+        items = self.item_embeddings(edges, feats, index=rows)
+        scores = self.scores(items, local, torch.searchsorted(rows, cand), self.text[rows])
+        return F.cross_entropy(scores, label[: len(target)])
 
     @torch.no_grad()
     def full_sort_predict(self, query_idx: Tensor, stage: str = "test") -> Tensor:

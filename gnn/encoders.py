@@ -9,7 +9,8 @@ Why decoupled: with fixed text inputs, a full-batch `HeteroConv(SAGEConv)` recom
 ~0.9M-edge aggregation on every optimiser step (≈1 s/step on 2 CPU cores for Beauty), while the
 precomputed aggregates make a step a dense matmul. It stays inductive (a new product's features
 are its own text plus the means over its neighbours) and scales to graphs that do not fit a GPU:
-propagation is a linear pass over the edges, and training is mini-batched over nodes.
+propagation is a linear pass over the edges, and a training step only needs the rows of the
+nodes it touches (the role neighbour sampling plays for message-passing GNNs).
 """
 
 from __future__ import annotations

@@ -86,3 +86,22 @@ def test_loss_full_and_sampled_softmax(beauty, num_negatives):
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert model.fusion.gate.weight.grad is not None
+
+
+@pytest.mark.parametrize("task", ["related", "recommend"])
+def test_sampled_loss_embeds_only_the_batch_rows_and_matches_the_full_computation(beauty, task):
+    """The O(batch) sampled step must give the loss the all-products computation gives."""
+    model = build(beauty, task, num_negatives=32)  # eval: dropout off, so both are exact
+    query = torch.tensor([[-1, 4, 7], [2, 2, 9]]) if task == "recommend" else torch.tensor([0, 8])
+    batch = {"query": query, "target": torch.tensor([3, 5])}
+    torch.manual_seed(7)
+    sampled = model.calculate_loss(batch)
+    torch.manual_seed(7)  # the same random negatives, scored against every product's row
+    rand = torch.randint(0, beauty["product"].num_nodes, (32,))
+    cand, label = torch.unique(torch.cat([batch["target"], rand]), return_inverse=True)
+    full = torch.nn.functional.cross_entropy(
+        model.scores(model.item_embeddings(), query, cand), label[:2]
+    )
+    assert torch.allclose(sampled, full, atol=1e-5)
+    rows = torch.tensor([9, 0, 4])
+    assert torch.allclose(model.item_embeddings(index=rows), model.item_embeddings()[rows])
