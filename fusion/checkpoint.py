@@ -1,6 +1,7 @@
 """Checkpoints of a fused model: one directory holding the weights, the config, the graph's id
-maps, the text-model id and the metrics, written atomically (a crash leaves either the old
-checkpoint or the new one, never a mix).
+maps, the text-model id, the metrics and the training pairs it was fitted on (what a warm start
+treats as old), written atomically (a crash leaves either the old checkpoint or the new one,
+never a mix).
 
 Loading refuses a checkpoint whose id maps differ from the graph it is loaded onto, or whose
 text model differs from the one that produced the text vectors at hand: product index i would
@@ -9,6 +10,7 @@ silently mean a different product, or text vectors would live in a different spa
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -21,9 +23,11 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from fusion.model import FusedConfig, FusedModel
+from fusion.replay import Trained
 from kg.export import load_id_maps, save_id_maps
 
 WEIGHTS, CONFIG, ID_MAPS, META = "weights.pt", "config.json", "id_maps.json", "meta.json"
+TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
 # Parameters with one row per node of a type, in id-map order.
 ID_TABLES = {
     "product": ("item_ids.weight",),
@@ -37,9 +41,14 @@ class CheckpointMismatchError(ValueError):
 
 
 def save_checkpoint(
-    model: FusedModel, graph: HeteroData, path: str | Path, metrics: dict[str, Any] | None = None
+    model: FusedModel,
+    graph: HeteroData,
+    path: str | Path,
+    metrics: dict[str, Any] | None = None,
+    trained: Trained | None = None,
 ) -> Path:
-    """Write `model` (built on `graph`) to the directory `path`, replacing it atomically."""
+    """Write `model` (built on `graph`) to the directory `path`, replacing it atomically;
+    `trained` = the training pairs it was fitted on (`fusion.replay.trained_pairs`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -48,6 +57,11 @@ def save_checkpoint(
         _write_json(tmp / CONFIG, model.config.to_dict())
         save_id_maps(graph, tmp / ID_MAPS)
         _write_json(tmp / META, {"text_model": model.config.text_model, "metrics": metrics or {}})
+        if trained is not None:
+            with open(tmp / TRAINED, "wb") as f:
+                with gzip.open(f, "wt") as gz:  # ~150k pairs on Beauty: gzip is 10x smaller
+                    json.dump(trained, gz)
+                os.fsync(f.fileno())
         # Swap directories: rename the old one aside, move the new one in, drop the old one.
         old = path.with_name(f".{path.name}.old")
         if path.exists():
@@ -130,6 +144,15 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
     return read_meta(path)["metrics"]
+
+
+def read_trained(path: str | Path) -> Trained | None:
+    """The training pairs the checkpoint at `path` was fitted on; None if it has no record."""
+    file = Path(path) / TRAINED
+    if not file.is_file():
+        return None
+    with gzip.open(file, "rt") as f:
+        return json.load(f)
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -21,17 +21,20 @@ from fusion.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint,
     read_meta,
+    read_trained,
     save_checkpoint,
 )
 from fusion.evaluate import evaluate, to_markdown
 from fusion.model import FusedConfig, FusedModel
+from fusion.replay import Trained, trained_pairs
 from fusion.splits import RecSplit, Split, cold_start_split, recommend_split, related_split
-from fusion.train import TrainConfig, TrainResult, attach_histories
+from fusion.train import TrainConfig, TrainResult, attach_histories, fit
 from kg.export import to_heterodata
 from kg.stores import Store, open_store
 from text_encoder import TextEncoder, default_cache_dir, encode_products
 
 Log = Callable[[str], None]
+WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
 
 
 @dataclass
@@ -40,7 +43,9 @@ class TrainOptions:
     relation: str = "also_bought"  # the Product→Product relation for task=related
     text_model: str | None = None  # None = bundled all-MiniLM-L6-v2
     device: str = "auto"
-    warm_start: Path | None = None  # checkpoint to continue training from
+    # Checkpoint to continue from: trains on what is new since it plus a replay sample of the
+    # old (`train.replay_ratio`); set `train.epochs` small (WARM_EPOCHS).
+    warm_start: Path | None = None
     model: FusedConfig = field(default_factory=FusedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -88,26 +93,44 @@ def train(
     out: str | Path,
     log: Log | None = None,
 ) -> tuple[FusedModel, TrainResult, Split]:
-    """Train the fused model on the store's graph (held-out edges never seen) and checkpoint it."""
+    """Train the fused model on the store's graph (held-out edges never seen) and checkpoint it,
+    with the training pairs it covered (what the next warm start treats as old)."""
     data = load_graph(store_uri)
     text, text_model = text_vectors(data, options.text_model, options.device)
     split = make_split(data, options.task, options.relation)
     options.model.task, options.model.text_model = options.task, text_model
     options.train.device = options.device
+    trained = None
     if options.warm_start:
-        # Continue from a trained model: same text model required; new nodes grow the id tables.
-        model = load_checkpoint(
-            options.warm_start, split.train_graph, text, text_model, allow_new_nodes=True
-        ).train()
-        if model.config.task != options.task:
-            raise CheckpointMismatchError(
-                f"{options.warm_start} is a {model.config.task!r} model, not {options.task!r}"
-            )
+        model, trained = warm_model(options.warm_start, split, text, text_model, log)
     else:
         model = FusedModel(split.train_graph, text, options.model)
-    result = model.fit(split, options.train, log)
-    save_checkpoint(model, data, out, {"relation": options.relation, "train": result.to_dict()})
+    result = fit(model, split, options.train, log, trained)
+    metrics = {"relation": options.relation, "train": result.to_dict()}
+    if options.warm_start:
+        metrics["warm_start"] = str(options.warm_start)
+    save_checkpoint(model, data, out, metrics, trained_pairs(split))
     return model, result, split
+
+
+def warm_model(
+    checkpoint: str | Path, split: Split, text: Tensor, text_model: str, log: Log | None = None
+) -> tuple[FusedModel, Trained | None]:
+    """The checkpoint rebuilt on the split's graph for further training (same text model, task
+    and relation required; new nodes grow the id tables), and the pairs it was trained on."""
+    meta = read_meta(checkpoint)
+    task, relation = meta["config"]["task"], meta["metrics"].get("relation")
+    if task != split.task:
+        raise CheckpointMismatchError(f"{checkpoint} is a {task!r} model, not {split.task!r}")
+    if task == "related" and relation != split.relation:
+        raise CheckpointMismatchError(
+            f"{checkpoint} learned relation {relation!r}, not {split.relation!r}"
+        )
+    model = load_checkpoint(checkpoint, split.train_graph, text, text_model, allow_new_nodes=True)
+    trained = read_trained(checkpoint)
+    if trained is None and log:
+        log(f"{checkpoint} records no training pairs: every training target counts as new")
+    return model.train(), trained
 
 
 def evaluate_checkpoint(

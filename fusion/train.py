@@ -2,7 +2,9 @@
 on the validation metric, reproducible seeds, CUDA autocast when present.
 
 Only `split.train_graph` (message passing) and `split.train_edges`/`split.history("valid")`
-(targets) are trained on; validation targets are read for early stopping only.
+(targets) are trained on; validation targets are read for early stopping only. A warm start
+passes the pairs its checkpoint was trained on: the targets are then the new ones plus a replay
+sample of the old (`fusion.replay`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import Tensor
 from fusion.device import autocast, resolve_device
 from fusion.evaluate import evaluate_scorer
 from fusion.model import PRODUCT, FusedModel
+from fusion.replay import Trained, is_new, window_and_replay
 from fusion.splits import RecSplit, Split
 
 EdgeType = tuple[str, str, str]
@@ -42,6 +45,7 @@ class TrainConfig:
     metric: str = ""  # default: ndcg@10 (recommend), recall@20 (related)
     valid_queries: int = 4000  # validation queries sampled (fixed per run) for early stopping
     deterministic: bool = True  # bit-identical reruns for a seed (warns where CUDA cannot)
+    replay_ratio: float = 1.0  # warm starts: old targets replayed per new one
 
 
 @dataclass
@@ -53,6 +57,8 @@ class TrainResult:
     seconds: float
     peak_memory_mb: float
     history: list[dict[str, float]] = field(default_factory=list)
+    targets: int = 0  # training targets per epoch
+    window: int | None = None  # warm start: how many of them are new (the rest are replay)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,27 +75,39 @@ def fit(
     split: Split,
     config: TrainConfig | None = None,
     log: Callable[[str], None] | None = None,
+    trained: Trained | None = None,
 ) -> TrainResult:
     """Train `model` on `split`, keep the weights of the best validation epoch, and leave the
-    model in eval mode, ready for `full_sort_predict`."""
+    model in eval mode, ready for `full_sort_predict`. `trained` (a warm start: the pairs the
+    model was already trained on, `fusion.replay`) restricts the targets to the new pairs plus
+    `config.replay_ratio` × as many old ones."""
     config = config or TrainConfig()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     # CPU index_add_/index_put backward are otherwise run-to-run nondeterministic.
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        return _fit(model, split, config, log)
+        return _fit(model, split, config, log, trained)
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _fit(
-    model: FusedModel, split: Split, config: TrainConfig, log: Callable[[str], None] | None
+    model: FusedModel,
+    split: Split,
+    config: TrainConfig,
+    log: Callable[[str], None] | None,
+    trained: Trained | None,
 ) -> TrainResult:
     seed_everything(config.seed)
     device = resolve_device(config.device)
     model.to(device)
-    task = RecommendTask(model, split) if isinstance(split, RecSplit) else RelatedTask(model, split)
+    kind = RecommendTask if isinstance(split, RecSplit) else RelatedTask
+    task = kind(model, split, trained, config)
+    if task.window == 0:
+        raise ValueError("nothing new to train on: every training target is in the checkpoint")
+    if log and task.window is not None:
+        log(f"warm start: {task.window} new targets + {len(task) - task.window} replayed")
     valid = split.sample_queries("valid", config.valid_queries, config.seed)
     # Without a validation stage (cold start) the best epoch is the lowest training loss.
     metric = (config.metric or task.metric) if valid.numel() else "-loss"
@@ -133,6 +151,8 @@ def _fit(
         time.time() - start,
         peak_memory_mb(device),
         history,
+        len(task),
+        task.window,
     )
 
 
@@ -168,22 +188,39 @@ def drop_products(
 
 
 class RecommendTask:
-    """Next-item prediction over every prefix of each user's training sequence."""
+    """Next-item prediction over every prefix of each user's training sequence. On a warm start
+    only the window + replay positions are targets; their prefixes stay whole."""
 
     metric = "ndcg@10"
 
-    def __init__(self, model: FusedModel, split: RecSplit) -> None:
+    def __init__(
+        self,
+        model: FusedModel,
+        split: RecSplit,
+        trained: Trained | None = None,
+        config: TrainConfig | None = None,
+    ) -> None:
         self.device = next(model.parameters()).device
         length = model.config.max_history
-        prefixes, targets = [], []
-        for seq in split.history("valid").values():
+        prefixes, users, items, first = [], [], [], []
+        for user, seq in split.history("valid").items():
             seq = seq.tolist()
-            for t in range(1, len(seq)):
-                prefixes.append(seq[max(0, t - length) : t])
-                targets.append(seq[t])
-        self.prefixes = pad_left(prefixes, length)
-        self.targets = torch.tensor(targets, dtype=torch.long)
+            prefixes += [seq[max(0, t - length) : t] for t in range(1, len(seq))]
+            users += [user] * len(seq)
+            items += seq
+            first += [True] + [False] * (len(seq) - 1)
+        users, items = torch.tensor(users, dtype=torch.long), torch.tensor(items, dtype=torch.long)
+        is_target = ~torch.tensor(first, dtype=torch.bool)  # a first item has no prefix
+        rows, self.window = torch.arange(len(prefixes)), None
+        if trained is not None:
+            new = is_new(users, items, trained, split)[is_target]
+            rows, self.window = replay_rows(new, config)
+        self.users, self.targets = users[is_target][rows], items[is_target][rows]
+        self.prefixes = pad_left([prefixes[r] for r in rows.tolist()], length)
         attach_histories(model, split)
+
+    def __len__(self) -> int:
+        return len(self.targets)
 
     def batches(
         self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
@@ -209,14 +246,27 @@ class RelatedTask:
     metric = "recall@20"
     chunks = 4
 
-    def __init__(self, model: FusedModel, split: Split) -> None:
+    def __init__(
+        self,
+        model: FusedModel,
+        split: Split,
+        trained: Trained | None = None,
+        config: TrainConfig | None = None,
+    ) -> None:
         self.device = next(model.parameters()).device
-        self.pairs = split.train_edges
+        self.pairs, self.window = split.train_edges, None
+        if trained is not None:
+            new = is_new(*self.pairs, trained, split)
+            rows, self.window = replay_rows(new, config)
+            self.pairs = self.pairs[:, rows]
         self.n = model.num_nodes[PRODUCT]
         self.edge_types = [
             (PRODUCT, split.relation, PRODUCT),
             (PRODUCT, f"rev_{split.relation}", PRODUCT),
         ]
+
+    def __len__(self) -> int:
+        return self.pairs.shape[1]
 
     def batches(
         self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
@@ -244,6 +294,12 @@ class RelatedTask:
                 ei = out[et]
                 out[et] = ei[:, ~torch.isin(ei[0] * self.n + ei[1], held)]
         return out
+
+
+def replay_rows(new: Tensor, config: TrainConfig | None) -> tuple[Tensor, int]:
+    """Rows of a warm start's targets (window + seeded replay) and the window's size."""
+    config = config or TrainConfig()
+    return window_and_replay(new, config.replay_ratio, config.seed)
 
 
 def attach_histories(model: FusedModel, split: RecSplit) -> None:

@@ -21,7 +21,7 @@ previous version of every removed product, whole.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from kg.build import DEFAULT_REJECTS, read_input, stage
@@ -83,30 +83,48 @@ def update(
             "and/or a removal list"
         )
     removals = read_ids(remove) if remove is not None else []
-    ignored = _drop_removed(delta, set(removals))
     with open_store(store_uri) as store:
-        with stage(progress, "clean"):
-            report, stored = _clean_against(store, delta, external, removals)
-        rejects = log.write(rejects_path)  # before any write, as in build
-        new = sorted(pid for pid in delta.products if pid not in stored)
-        changed = sorted(
-            pid
-            for pid, product in delta.products.items()
-            if pid in stored and _fields(product) != _fields(stored[pid])
-        )
-        before = store.counts()
-        # A crash between these two steps leaves the changed products unlinked, so a re-run
-        # sees them as changed again and links them.
-        store.unlink_products(changed, (Rel.MADE_BY, Rel.IN_CATEGORY))
-        upserts = {pid: delta.products[pid] for pid in (*new, *changed)}
-        store.write(Catalogue(upserts, delta.categories, delta.edges, delta.interactions), progress)
-        upserted = store.counts()
-        removed = store.remove_products(pid for pid in removals if pid in stored)
-        after = store.counts()
-        uri = store.uri
+        summary = apply_delta(store, delta, removals, external, log, rejects_path, progress)
+    return replace(summary, seconds=round(time.perf_counter() - start, 2))  # reading included
+
+
+def apply_delta(
+    store: Store,
+    delta: Catalogue,
+    removals: list[str] | None = None,
+    external: External = "stub",
+    log: RejectLog | None = None,
+    rejects_path: str | Path = DEFAULT_REJECTS,
+    progress: Progress | None = None,
+) -> UpdateSummary:
+    """`update` after reading: apply an in-memory `delta` (read, not yet cleaned; changed in
+    place) and `removals` to an open store. `log` holds the reading's rejects, written to
+    `rejects_path` before the store is touched."""
+    start = time.perf_counter()
+    log = log if log is not None else RejectLog()
+    removals = removals or []
+    ignored = _drop_removed(delta, set(removals))
+    with stage(progress, "clean"):
+        report, stored = _clean_against(store, delta, external, removals)
+    rejects = log.write(rejects_path)  # before any write, as in build
+    new = sorted(pid for pid in delta.products if pid not in stored)
+    changed = sorted(
+        pid
+        for pid, product in delta.products.items()
+        if pid in stored and _fields(product) != _fields(stored[pid])
+    )
+    before = store.counts()
+    # A crash between these two steps leaves the changed products unlinked, so a re-run
+    # sees them as changed again and links them.
+    store.unlink_products(changed, (Rel.MADE_BY, Rel.IN_CATEGORY))
+    upserts = {pid: delta.products[pid] for pid in (*new, *changed)}
+    store.write(Catalogue(upserts, delta.categories, delta.edges, delta.interactions), progress)
+    upserted = store.counts()
+    removed = store.remove_products(pid for pid in removals if pid in stored)
+    after = store.counts()
     added = _diff(upserted, before)
     return UpdateSummary(
-        store=uri,
+        store=store.uri,
         products_new=len(new),
         products_changed=len(changed),
         products_unchanged=len(delta.products) - len(new) - len(changed),

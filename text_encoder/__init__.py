@@ -1,7 +1,7 @@
 """Product text → L2-normalised vectors with a Hugging Face model (offline default), cached."""
 
 from text_encoder.cache import CacheInvalidError, CacheStats, EmbeddingCache, encode_with_cache
-from text_encoder.device import resolve_device, use_all_cpu_cores
+from text_encoder.device import resolve_device
 from text_encoder.encoder import TextEncoder
 from text_encoder.model import DEFAULT_MODEL_ID, ModelNotFoundError
 from text_encoder.products import (
@@ -40,5 +40,4 @@ __all__ = [
     "has_descriptive_text",
     "render_product_text",
     "resolve_device",
-    "use_all_cpu_cores",
 ]

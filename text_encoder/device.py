@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 
@@ -32,12 +30,3 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
     return dev
-
-
-def use_all_cpu_cores() -> int:
-    """Let torch's intra-op pool use every core this process may run on; returns the count."""
-    # sched_getaffinity respects cgroup/taskset limits that os.cpu_count() ignores.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = max(1, cores or 1)
-    torch.set_num_threads(cores)
-    return cores

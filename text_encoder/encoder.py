@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from text_encoder.device import resolve_device, use_all_cpu_cores
+from text_encoder.device import resolve_device
 from text_encoder.model import ModelSpec, load_model, pool, resolve_model
 from text_encoder.template import ensure_text
 
@@ -47,8 +47,6 @@ class TextEncoder(nn.Module):
     ) -> TextEncoder:
         """Load a model (None = bundled all-MiniLM-L6-v2, works offline) onto `device`."""
         dev = resolve_device(device)
-        if dev.type == "cpu":
-            use_all_cpu_cores()
         spec = resolve_model(name_or_path, revision)
         tokenizer, model, max_length = load_model(spec)
         return cls(spec, tokenizer, model.to(dev), max_length)

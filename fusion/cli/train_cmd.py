@@ -39,7 +39,10 @@ DEFAULT_REPORT = Path("artifacts/evaluation.json")
 def train(
     task: Task = "related",
     relation: Relation = "also_bought",
-    epochs: Epochs = 30,
+    epochs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Most epochs (early stopping may end sooner) [30; warm: 3]."),
+    ] = None,
     device: Device = "auto",
     text_model: TextModel = None,
     dim: Annotated[int, typer.Option(min=8, help="Embedding size.")] = 64,
@@ -47,17 +50,26 @@ def train(
     max_minutes: MaxMinutes = 20.0,
     warm_start: Annotated[
         Path | None,
-        typer.Option(help="Continue from this checkpoint (same text model; new nodes allowed)."),
+        typer.Option(
+            help="Continue from this checkpoint (same text model and task; new nodes allowed), "
+            "training on what is new since it plus a replay sample of the old."
+        ),
     ] = None,
+    replay_ratio: Annotated[
+        float, typer.Option(min=0.0, help="Warm start: old targets replayed per new one.")
+    ] = 1.0,
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:
     """Train the GNN and the text/graph fusion layer jointly; held-out edges never reach
     training; the best validation epoch is checkpointed atomically to --out."""
     from fusion.model import FusedConfig
-    from fusion.pipeline import TrainOptions
+    from fusion.pipeline import WARM_EPOCHS, TrainOptions
     from fusion.pipeline import train as run_train
     from fusion.train import TrainConfig
+
+    if epochs is None:
+        epochs = WARM_EPOCHS if warm_start else TrainConfig.epochs
 
     options = TrainOptions(
         task=task,
@@ -66,7 +78,9 @@ def train(
         device=device,
         warm_start=warm_start,
         model=FusedConfig(task=task, dim=dim),
-        train=TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes),
+        train=TrainConfig(
+            epochs=epochs, seed=seed, max_minutes=max_minutes, replay_ratio=replay_ratio
+        ),
     )
     with user_errors():
         _, result, _ = run_train(store, options, out, log=err.print)

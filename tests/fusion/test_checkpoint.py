@@ -1,4 +1,5 @@
-"""Checkpoints: round trip, atomic replacement, refusal on another graph or text model."""
+"""Checkpoints: round trip, atomic replacement, refusal on another graph or text model, the
+record of the training pairs, id tables that grow with new nodes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fusion.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint,
     read_metrics,
+    read_trained,
     save_checkpoint,
 )
 from fusion.model import FusedConfig, FusedModel
@@ -63,3 +65,28 @@ def test_a_failed_save_leaves_the_previous_checkpoint(beauty, saved, monkeypatch
         save_checkpoint(model, beauty, path)
     assert (path / checkpoint.WEIGHTS).read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt"]  # no temp debris
+
+
+def test_records_what_it_was_trained_on(beauty, saved, tmp_path):
+    model, _, path = saved
+    assert read_trained(path) is None  # saved without a record
+    trained = {"u1": ["p1", "p2", "p1"], "u2": ["p3"]}
+    save_checkpoint(model, beauty, tmp_path / "with", trained=trained)
+    assert read_trained(tmp_path / "with") == trained
+
+
+def test_new_nodes_grow_the_id_tables(beauty, saved):
+    model, text, path = saved
+    grown = copy.copy(beauty)
+    ids = list(beauty["product"].node_id)
+    new_id = "0000NEW"  # sorts first: every known product moves one row down
+    grown["product"].node_id = sorted([*ids, new_id])
+    grown["product"].num_nodes = len(ids) + 1
+    text = torch.cat([text[:1], text])
+    with pytest.raises(CheckpointMismatchError):
+        load_checkpoint(path, grown, text, TEXT_MODEL)
+    loaded = load_checkpoint(path, grown, text, TEXT_MODEL, allow_new_nodes=True)
+    rows = loaded.item_ids.weight
+    assert rows.shape[0] == len(ids) + 1
+    assert torch.equal(rows[0], torch.zeros_like(rows[0]))
+    assert torch.equal(rows[1:], model.item_ids.weight)

@@ -1,6 +1,6 @@
 """End to end through the `kgrec` CLI, as a user runs it, against the test Neo4j server:
-build → train → evaluate → related/search → publish → update (inductive) → mismatch refusal,
-on the first lines of the real Magazine 2018 catalogue.
+build → train → evaluate → related/search → publish → update (inductive) → warm start →
+mismatch refusal, on the first lines of the real Magazine 2018 catalogue.
 
 The default store (no --store) is the test server: tests/conftest.py points kgrec's defaults at
 it. One model is built and trained per module; the tests share it.
@@ -31,6 +31,7 @@ META_FILE = MAGAZINE / "meta_Magazine_Subscriptions.json.gz"
 LINES = 600  # ~1,000 in-slice also_buy edges: enough for valid and test edges
 K = 5
 NEW_ID = "KGRECTEST01"
+WARM_ID = "KGRECTEST02"
 
 pytestmark = pytest.mark.slow
 
@@ -214,13 +215,45 @@ def test_product_added_after_training_gets_related_items(model: Path, work: Path
     assert NEW_ID not in {r["product_id"] for r in got}
 
 
+def test_warm_start_trains_on_what_is_new(model: Path, work: Path, slice_rows):
+    ids = {r["asin"] for r in slice_rows}
+    linked = (r for r in slice_rows if r.get("title") and len(ids & {*r.get("also_buy", [])}) > 1)
+    anchor = next(linked)
+    row = {
+        "asin": WARM_ID,
+        "title": f"{anchor['title']} - Gift Edition",
+        "also_buy": [anchor["asin"], *sorted(ids & set(anchor["also_buy"]))],
+        "main_cat": "Magazine Subscriptions",
+    }
+    delta = work / "delta-warm.json"
+    delta.write_text(json.dumps(row) + "\n")
+    ok("update", "--catalogue", delta, "--rejects", work / "rejects-warm.jsonl")
+    out = work / "warm"
+    args = ("train", "--task", "related", "--relation", "also_bought", "--max-minutes", "2")
+    result = ok(*args, "--warm-start", model, "--out", out)
+    assert "new targets" in result.stderr
+    train = json.loads((out / META).read_text())["metrics"]["train"]
+    assert 0 < train["window"] < train["targets"] and train["epochs"] <= 3  # a few epochs
+    before = json.loads((model / ID_MAPS).read_text())["product"]
+    after = json.loads((out / ID_MAPS).read_text())["product"]
+    assert WARM_ID in after and WARM_ID not in before and set(before) < set(after)
+
+    refused = run(*args[:4], "also_viewed", "--warm-start", model, "--out", work / "no")
+    assert refused.exit_code == 1 and "learned relation 'also_bought'" in refused.stderr
+    assert "Traceback" not in refused.output + refused.stderr and not (work / "no").exists()
+
+
 def test_checkpoint_of_another_text_model_is_refused(model: Path, work: Path, query_id: str):
     other = work / "other-text-model"
     shutil.copytree(model, other)
     config = json.loads((other / CONFIG).read_text())
     config["text_model"] = "other/model"
     (other / CONFIG).write_text(json.dumps(config))
-    result = run("related", query_id, "--checkpoint", other, "--json")
-    assert result.exit_code == 1
-    assert "other/model" in result.stderr and "text model" in result.stderr
-    assert "Traceback" not in result.output + result.stderr
+    for args in (
+        ("related", query_id, "--checkpoint", other, "--json"),
+        ("train", "--warm-start", other, "--epochs", "1", "--out", work / "not-trained"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert "other/model" in result.stderr and "text model" in result.stderr
+        assert "Traceback" not in result.output + result.stderr

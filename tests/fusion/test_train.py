@@ -1,4 +1,5 @@
-"""Training: it learns on a real slice, never sees held-out edges, is seeded, resolves devices."""
+"""Training: it learns on a real slice, never sees held-out edges, is seeded, resolves devices;
+warm starts train on the new targets plus a replay sample only."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import torch
 
 from fusion.device import autocast, resolve_device
 from fusion.model import FusedConfig, FusedModel
+from fusion.replay import trained_pairs
 from fusion.splits import PAIR_SHIFT, recommend_split, related_split
-from fusion.train import TrainConfig, fit, validate
+from fusion.train import RecommendTask, RelatedTask, TrainConfig, fit, validate
 
 FAST = {"epochs": 3, "batch_size": 4096, "lr": 1e-2, "patience": 3, "device": "cpu"}
 
@@ -91,3 +93,51 @@ def test_device_resolution():
     assert resolve_device("cpu") == torch.device("cpu")
     with autocast(torch.device("cpu")):
         assert not torch.is_autocast_enabled()
+
+
+def test_warm_start_trains_on_the_window_and_a_replay_sample(beauty):
+    split = recommend_split(beauty)
+    users, products = split.train_graph["user"].node_id, split.train_graph["product"].node_id
+    # A checkpoint trained before each user's latest training item: those items are the window.
+    history = split.history("valid")
+    trained = {users[u]: [products[p] for p in seq[:-1].tolist()] for u, seq in history.items()}
+    window = {(u, seq[-1].item()) for u, seq in history.items() if len(seq) > 1}
+    old = {(u, p) for u, seq in history.items() for p in seq[1:-1].tolist()}
+    model = make(split, "recommend")
+    task = RecommendTask(model, split, trained, TrainConfig(replay_ratio=0.5))
+    rows = set(zip(task.users.tolist(), task.targets.tolist(), strict=True))
+    assert task.window == len(window) and window <= rows
+    assert len(task) == len(window) + round(0.5 * len(window)) and rows - window <= old
+    # Prefixes stay whole: a window target is predicted from the user's every earlier item.
+    last = [i for i, t in enumerate(task.targets.tolist()) if (task.users[i].item(), t) in window]
+    u = task.users[last[0]].item()
+    prefix = task.prefixes[last[0]]
+    assert prefix[prefix >= 0].tolist() == history[u][:-1][-model.config.max_history :].tolist()
+
+    seen: list[int] = []
+    original = model.calculate_loss
+    model.calculate_loss = lambda batch: seen.extend(batch["target"].tolist()) or original(batch)
+    result = fit(
+        model, split, TrainConfig(**{**FAST, "epochs": 1, "replay_ratio": 0.5}), None, trained
+    )
+    assert (result.window, result.targets) == (len(window), len(task))
+    assert sorted(seen) == sorted(task.targets.tolist())
+
+
+def test_related_warm_start_trains_on_new_edges_and_replay(beauty):
+    split = related_split(beauty, "also_viewed")
+    products = split.train_graph["product"].node_id
+    edges = split.train_edges.t().tolist()
+    trained: dict[str, list[str]] = {}
+    for s, t in edges[: len(edges) * 9 // 10]:
+        trained.setdefault(products[s], []).append(products[t])
+    task = RelatedTask(make(split, "related"), split, trained, TrainConfig(replay_ratio=1.0))
+    fresh = {tuple(e) for e in edges[len(edges) * 9 // 10 :]}
+    rows = {tuple(e) for e in task.pairs.t().tolist()}
+    assert task.window == len(fresh) and fresh <= rows and len(rows) == 2 * len(fresh)
+
+
+def test_warm_start_with_nothing_new_is_refused(beauty):
+    split = related_split(beauty, "bought_together")
+    with pytest.raises(ValueError, match="nothing new"):
+        fit(make(split, "related"), split, TrainConfig(**FAST), None, trained_pairs(split))
