@@ -8,6 +8,7 @@ filter attributes, user histories, products added after training, and explanatio
 
 from __future__ import annotations
 
+import math
 from pathlib import Path as FsPath
 from typing import Protocol
 
@@ -17,11 +18,16 @@ from pydantic import BaseModel, Field, model_validator
 from torch import Tensor
 
 from fusion.checkpoint import read_meta
-from fusion.explain import Path, category_name, kg_view, text_paths
+from fusion.explain import Neo4jView, Path, category_name, kg_view, text_paths
 from fusion.query_model import load_query_model
 from kg.schema import CATEGORY_PATH_SEP, Product
 from kg.stores import Store, open_store
 from text_encoder.template import render_product_text
+
+# Bound on how far bfloat16 rounding moves the cosine of two unit vectors (`_nearest`): 2⁻⁸
+# relative per factor and on the result (torch accumulates bf16 products in float32); 4·2⁻⁸
+# leaves a margin.
+_BF16_ERROR = 4 * 2**-8
 
 
 class QueryModel(Protocol):
@@ -133,6 +139,7 @@ class Recommender:
             vectors = model.product_vectors().detach().float()
         # Normalised here (whatever the model returns) so scores are cosines, as in Neo4j.
         self.vectors = F.normalize(vectors, dim=-1).contiguous()
+        self._shortlist_vectors = self.vectors.bfloat16()  # see `_nearest`
         self.products = store.get_products(self.product_ids)
         self.filters = FilterIndex(self.product_ids, self.products)
         self.view = kg_view(store)
@@ -167,7 +174,7 @@ class Recommender:
         placed by its text."""
         query = self._product_vector(product_id)
         own = self._product_idx.get(product_id)
-        hits = self._top(self.vectors @ query, k, filters, [] if own is None else [own])
+        hits = self._nearest(query, k, filters, [] if own is None else [own])
         paths = self.view.explain([product_id], [pid for pid, _ in hits]) if explain else {}
         return self._results(hits, paths)
 
@@ -181,13 +188,14 @@ class Recommender:
         if user is not None:
             with torch.no_grad():
                 scores = self.model.user_scores(torch.tensor([user]))[0]
+            hits = self._top(self._masked(scores, k, filters, known), k)
         elif known:  # a user new to the model: their items' centroid
-            scores = self.vectors @ F.normalize(self.vectors[known].mean(0), dim=0)
+            centroid = F.normalize(self.vectors[known].mean(0), dim=0)
+            hits = self._nearest(centroid, k, filters, known)
         elif items is None:
             raise UnknownIdError("user", user_id)
         else:
             raise UnknownIdError("user", user_id, "none of the user's products is in the model")
-        hits = self._top(scores, k, filters, known)
         paths = {}
         if explain and items:
             paths = self.view.explain(items, [pid for pid, _ in hits], user_id=user_id)
@@ -201,13 +209,22 @@ class Recommender:
             raise ValueError("search text is empty")
         with torch.no_grad():
             query = F.normalize(self.model.text_to_vectors([text])[0].float(), dim=0)
-        hits = self._top(self.vectors @ query, k, filters, [])
+        hits = self._nearest(query, k, filters, [])
         paths = {}
         if explain:
             paths = {
                 pid: text_paths(text, self.products[pid]) for pid, _ in hits if pid in self.products
             }
         return self._results(hits, paths)
+
+    def knows(self, product_id: str) -> bool:
+        """Whether the model has a vector for `product_id` (else `related` encodes its text)."""
+        return product_id in self._product_idx
+
+    @property
+    def store_in_memory(self) -> bool:
+        """Whether explanations and user histories come from memory, not a Neo4j round trip."""
+        return not isinstance(self.view, Neo4jView)
 
     def _product_vector(self, product_id: str) -> Tensor:
         idx = self._product_idx.get(product_id)
@@ -229,22 +246,45 @@ class Recommender:
         with torch.no_grad():
             return F.normalize(self.model.text_to_vectors([text])[0].float(), dim=0)
 
-    def _top(
-        self, scores: Tensor, k: int, filters: Filters | None, exclude: list[int]
+    def _nearest(
+        self, query: Tensor, k: int, filters: Filters | None, exclude: list[int]
     ) -> list[tuple[str, float]]:
+        """The top-k products by exact cosine with the unit vector `query`, in two passes.
+
+        Scoring every product is memory-bound, so a bfloat16 pass (half the bytes) shortlists and
+        exact float32 cosines rank the shortlist (~50 products): on Beauty (d=448) 0.7 ms of CPU
+        instead of 2.0 for one float32 pass. With unit vectors, bf16 rounding moves a cosine by at
+        most ~3·2⁻⁸ < _BF16_ERROR, so every true top-k product scores within 2·_BF16_ERROR of the
+        k-th best approximate score.
+        """
+        approx = (self._shortlist_vectors @ query.bfloat16()).float()
+        approx = self._masked(approx, k, filters, exclude)
+        kth = torch.topk(approx, min(k, approx.shape[0])).values[-1]
+        shortlist = torch.nonzero((approx >= kth - 2 * _BF16_ERROR) & (approx > -math.inf))[:, 0]
+        return self._top(self.vectors[shortlist] @ query, k, shortlist)
+
+    def _masked(
+        self, scores: Tensor, k: int, filters: Filters | None, exclude: list[int]
+    ) -> Tensor:
+        """`scores` with products failing `filters` or in `exclude` set to -inf; every ranking
+        starts here, so `k` is checked here."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         mask = self.filters.mask(filters) if filters else None
         if exclude:
             mask = torch.ones_like(self.filters.in_catalogue) if mask is None else mask
             mask[exclude] = False
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores if mask is None else scores.masked_fill(~mask, -math.inf)
+
+    def _top(self, scores: Tensor, k: int, rows: Tensor | None = None) -> list[tuple[str, float]]:
+        """The k best finite `scores`; score i belongs to product `rows[i]` (default: i)."""
         values, idx = torch.topk(scores, min(k, scores.shape[0]))
+        if rows is not None:
+            idx = rows[idx]
         return [
             (self.product_ids[i], v)
             for v, i in zip(values.tolist(), idx.tolist(), strict=True)
-            if v != float("-inf")
+            if v != -math.inf
         ]
 
     def _results(self, hits: list[tuple[str, float]], paths: dict[str, list[Path]]) -> list[Result]:

@@ -1,22 +1,36 @@
 """REST service (`kgrec serve`): the query API over HTTP, OpenAPI docs at /docs.
 
-The app is built around one already-loaded `Recommender`, so the model is loaded once per
-process. Endpoints are plain `def`: FastAPI runs them in its thread pool, and the work (a matmul
-and, with explanations, one store query) releases the GIL or waits on I/O.
+Every server process loads the model once; `--workers N` starts N processes. Endpoints are
+`async def`: a related-items answer from memory is about a millisecond of CPU, so it runs on the
+event loop instead of paying the three thread-pool round trips (dependency, endpoint, response
+validation) FastAPI makes for plain `def`. Work that waits on I/O or takes long — anything read
+from a Neo4j store, any text to encode (search, products added after training) — goes to the
+thread pool, where it blocks no other request.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
+import torch
+import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from fusion.checkpoint import read_meta
 from fusion.query import Filters, Recommender, Result, UnknownIdError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+# Worker processes are spawned from an import string: the model to load comes this way.
+CHECKPOINT_ENV, STORE_ENV = "KGREC_SERVE_CHECKPOINT", "KGREC_SERVE_STORE"
+WORKER_PING_SECONDS = 60
 
 K = Annotated[int, Query(ge=1, le=100, description="Number of answers.")]
 Explain = Annotated[bool, Query(description="Attach knowledge-graph paths to each answer.")]
@@ -34,7 +48,7 @@ class Health(BaseModel):
     store: str
 
 
-def filters(
+async def filters(
     brand: Annotated[str | None, Query(description="Brand id (case-insensitive).")] = None,
     category: Annotated[str | None, Query(description="Category id, path or name.")] = None,
     min_price: Annotated[float | None, Query(ge=0)] = None,
@@ -58,42 +72,103 @@ def filters(
 FilterParams = Annotated[Filters, Depends(filters)]
 
 
-def create_app(rec: Recommender) -> FastAPI:
-    """The REST app answering from `rec`."""
+async def _answer(inline: bool, query: Callable[..., list[Result]], *args: object) -> list[Result]:
+    return query(*args) if inline else await run_in_threadpool(query, *args)
+
+
+def create_app(rec: Recommender, close_at_shutdown: bool = False) -> FastAPI:
+    """The REST app answering from `rec` (closed when the server stops if `close_at_shutdown`)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_at_shutdown:
+            rec.close()
+
     app = FastAPI(
         title="kgrec",
         description="Related products, recommendations and search over a product knowledge "
         "graph, each answer explained by graph paths.",
+        lifespan=lifespan,
     )
 
     @app.exception_handler(UnknownIdError)
-    def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
+    async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
 
     @app.get("/health")
-    def health() -> Health:
+    async def health() -> Health:
         return Health(
             status="ok", model=rec.name, products=len(rec.product_ids), store=rec.store.uri
         )
 
     @app.get("/related/{product_id}", responses={404: {"description": "Unknown product"}})
-    def related(product_id: str, f: FilterParams, k: K = 10, explain: Explain = True) -> Answer:
+    async def related(
+        product_id: str, f: FilterParams, k: K = 10, explain: Explain = True
+    ) -> Answer:
         """Products related to `product_id`."""
-        return Answer(query=product_id, results=rec.related(product_id, k, f, explain))
+        inline = rec.knows(product_id) and (rec.store_in_memory or not explain)
+        results = await _answer(inline, rec.related, product_id, k, f, explain)
+        return Answer(query=product_id, results=results)
 
     @app.get("/recommend/{user_id}", responses={404: {"description": "Unknown user"}})
-    def recommend(user_id: str, f: FilterParams, k: K = 10, explain: Explain = True) -> Answer:
+    async def recommend(
+        user_id: str, f: FilterParams, k: K = 10, explain: Explain = True
+    ) -> Answer:
         """Products for `user_id`, leaving out those the user already has."""
-        return Answer(query=user_id, results=rec.recommend(user_id, k, f, explain))
+        results = await _answer(rec.store_in_memory, rec.recommend, user_id, k, f, explain)
+        return Answer(query=user_id, results=results)
 
     @app.get("/search")
-    def search(
+    async def search(
         q: Annotated[str, Query(min_length=1, pattern=r"\S", description="Query text.")],
         f: FilterParams,
         k: K = 10,
         explain: Explain = True,
     ) -> Answer:
         """Products matching a free-text query."""
-        return Answer(query=q, results=rec.search(q, k, f, explain))
+        return Answer(query=q, results=await _answer(False, rec.search, q, k, f, explain))
 
     return app
+
+
+def serve(
+    checkpoint: str | Path,
+    store: str | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    workers: int = 1,
+) -> None:
+    """Serve the model in `checkpoint` over `store` until interrupted, from `workers` processes
+    that each load it once."""
+    if workers == 1:
+        with load(checkpoint, store) as rec:
+            uvicorn.run(create_app(rec), host=host, port=port)
+        return
+    read_meta(checkpoint)  # a missing checkpoint fails here once, not in every worker
+    os.environ.update({CHECKPOINT_ENV: str(checkpoint), STORE_ENV: store or ""})
+    uvicorn.run(
+        f"{__name__}:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # A worker answers the supervisor's pings from a thread that needs the GIL, which
+        # loading the model holds for long stretches: the default 5 s kills slow starters.
+        timeout_worker_healthcheck=WORKER_PING_SECONDS,
+    )
+
+
+def worker_app() -> FastAPI:
+    """The app of one `--workers` process: the model named by the environment, loaded once."""
+    rec = load(os.environ[CHECKPOINT_ENV], os.environ.get(STORE_ENV) or None)
+    return create_app(rec, close_at_shutdown=True)
+
+
+def load(checkpoint: str | Path, store: str | None) -> Recommender:
+    """The recommender as a server process runs it: torch on one thread."""
+    rec = Recommender.load(checkpoint, store)
+    # After loading, which gives torch every core (for encoding). Concurrency comes from
+    # requests and workers; intra-op threads for one small matmul only add tail latency.
+    torch.set_num_threads(1)
+    return rec

@@ -107,19 +107,17 @@ def publish(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes; each loads the model once.")
+    ] = 1,
     checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
     store: StoreUri = None,
 ) -> None:
     """Serve related/recommend/search over HTTP (OpenAPI docs at /docs)."""
-    import torch
-    import uvicorn
+    from fusion.serve import serve as run
 
-    from fusion.serve import create_app
-
-    # Concurrency comes from requests; intra-op threads for one small matmul only add tail latency.
-    torch.set_num_threads(1)
-    with _answering(checkpoint, store) as rec:
-        uvicorn.run(create_app(rec), host=host, port=port)
+    with user_errors():
+        run(checkpoint, store, host=host, port=port, workers=workers)
 
 
 COMMANDS: dict[str, Callable[..., None]] = {

@@ -125,6 +125,26 @@ def test_related_is_the_cosine_top_k_without_the_product_itself(rec, model):
     assert all(r.title == rec.products[r.product_id].title for r in results)
 
 
+@pytest.mark.parametrize("k", [1, 10, 100])
+@pytest.mark.parametrize(
+    "filters", [None, Filters(brand="NYX"), Filters(min_price=10), Filters(in_catalogue=True)]
+)
+def test_the_bf16_shortlist_finds_the_exact_float32_top_k(rec, model, k, filters):
+    allowed = rec.filters.mask(filters) if filters else None
+    for i in range(0, len(model.product_ids), 7):
+        ok = torch.ones(len(model.product_ids), dtype=torch.bool) if allowed is None else allowed
+        ok = ok.clone()
+        ok[i] = False
+        scores = (model.vectors @ model.vectors[i]).masked_fill(~ok, float("-inf"))
+        top = torch.topk(scores, min(k, int(ok.sum())))
+        results = rec.related(model.product_ids[i], k=k, filters=filters, explain=False)
+        assert [r.score for r in results] == pytest.approx(top.values.tolist(), abs=1e-6)
+        expected = {model.product_ids[j] for j in top.indices.tolist()}
+        # Equal scores may swap at the k-th place; everything above it must match.
+        cut = top.values[-1].item() + 1e-6
+        assert {r.product_id for r in results if r.score > cut} <= expected
+
+
 def test_related_answers_carry_kg_explanations(rec, catalogue):
     edge = next(e for e in catalogue.edges if e.src != e.dst)
     results = rec.related(edge.src, k=len(catalogue.products))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
+import fusion.serve as serve_module
 from fusion.query import Recommender
 from fusion.serve import create_app
+from kg.schema import Catalogue
 from kg.stores import EmbeddedStore
 from tests.fusion.test_query import TinyModel, write_slice
 
@@ -86,3 +91,65 @@ def test_openapi_documents_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/related/{product_id}", "/recommend/{user_id}", "/search", "/health"} <= set(paths)
     assert client.get("/docs").status_code == 200
+
+
+@pytest.fixture
+def new_product(rec: Recommender) -> str:
+    """A product written to the store after the model was built: a copy of a known one."""
+    twin = rec.products[rec.product_ids[11]]
+    rec.store.write(Catalogue(products={"NEW-HTTP": replace(twin, id="NEW-HTTP")}))
+    return "NEW-HTTP"
+
+
+def test_a_product_added_after_training_is_answered_over_http(client, rec, new_product):
+    assert not rec.knows(new_product)  # encoded from its text, off the event loop
+    response = client.get(f"/related/{new_product}", params={"k": 3})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"]) == 3
+
+
+def test_servers_run_torch_on_one_thread(monkeypatch, rec):
+    # Loading the text encoder widens torch to every core; `load` narrows it back afterwards.
+    monkeypatch.setattr(Recommender, "load", lambda *_: torch.set_num_threads(2) or rec)
+    before = torch.get_num_threads()
+    try:
+        assert serve_module.load("ckpt", None) is rec
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_workers_start_from_the_app_factory(monkeypatch, rec, tmp_path):
+    calls = []
+    monkeypatch.setattr(serve_module, "read_meta", lambda _dir: {})
+    monkeypatch.setattr(serve_module.uvicorn, "run", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(serve_module, "load", lambda checkpoint, store: (checkpoint, store))
+    monkeypatch.setattr(serve_module, "create_app", lambda got, close_at_shutdown: got)
+    for var in (serve_module.CHECKPOINT_ENV, serve_module.STORE_ENV):
+        monkeypatch.setenv(var, "")  # restored after the test, whatever `serve` sets
+    serve_module.serve(tmp_path / "ckpt", "embedded:/g", port=9999, workers=3)
+    ((args, kwargs),) = calls
+    assert args == ("fusion.serve:worker_app",)
+    assert kwargs["factory"] and kwargs["workers"] == 3 and kwargs["port"] == 9999
+    # Each spawned worker builds its app from the environment the parent set.
+    assert serve_module.worker_app() == (str(tmp_path / "ckpt"), "embedded:/g")
+
+
+def test_worker_apps_close_their_store_at_shutdown(monkeypatch, rec):
+    closed = []
+    monkeypatch.setattr(rec, "close", lambda: closed.append(True))
+    with TestClient(create_app(rec, close_at_shutdown=True)) as http:
+        assert http.get("/health").status_code == 200
+    assert closed == [True]
+    with TestClient(create_app(rec)):  # the caller owns `rec`
+        pass
+    assert closed == [True]
+
+
+def test_cli_serve_rejects_zero_workers():
+    from typer.testing import CliRunner
+
+    from fusion.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--workers", "0"])
+    assert result.exit_code == 2
