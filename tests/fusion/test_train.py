@@ -45,6 +45,12 @@ def test_recommendation_training_is_seeded(beauty):
     assert torch.equal(*runs)
 
 
+def test_no_epoch_starts_that_would_overrun_the_time_budget(beauty):
+    split = related_split(beauty, "bought_together")
+    result = fit(make(split, "related"), split, TrainConfig(**{**FAST, "max_minutes": 1e-6}))
+    assert result.epochs == 1 and len(result.history) == 1
+
+
 def pairs(edge_index: torch.Tensor) -> set[int]:
     return set((edge_index[0] * PAIR_SHIFT + edge_index[1]).tolist())
 
