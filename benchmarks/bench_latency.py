@@ -8,7 +8,10 @@ Without --checkpoint the model is a Beauty `related` model (bought_together, 5 e
 once with `kgrec build` + `kgrec train` into artifacts/bench-latency/ (a few minutes): latency
 depends on the model's size, not on how long it trained.
 
-The server is `kgrec serve --workers N` (default: one per CPU) in a subprocess on 127.0.0.1.
+The server is `kgrec serve --workers N --no-access-log` (default: one worker per CPU) in a
+subprocess on 127.0.0.1. Like every server process it ranks each known product's 100 nearest once
+at start (`Recommender.precompute_neighbours`); the in-process numbers include the full scan that
+answers without that table (k > 100, filters that leave fewer than k of the 100, new products).
 Each client is a closed loop: it sends its next request as soon as the previous answer arrives.
 wrk (C, one thread) reports percentiles from its own latency histogram
 (benchmarks/wrk_related.lua); the fallback, an httpx client in this process, takes CPU from the
@@ -39,7 +42,6 @@ import httpx
 import torch
 
 from fusion.query import Recommender
-from fusion.serve import load
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("KGREC_DATA") or ROOT.parent / "shared" / "data")
@@ -154,7 +156,7 @@ def free_port() -> int:
 
 def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen:
     """`kgrec serve` in a subprocess, once every worker has started."""
-    cmd = [*KGREC, "serve", "--port", str(port), "--workers", str(args.workers)]
+    cmd = [*KGREC, "serve", "--port", str(port), "--workers", str(args.workers), "--no-access-log"]
     cmd += ["--checkpoint", str(args.checkpoint), "--store", args.store]
     with log.open("w") as err:  # uvicorn: startup on stderr, the access log on stdout
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
@@ -225,9 +227,16 @@ def main() -> None:
     args = parser.parse_args()
     prepare(args)
     load_start = os.getloadavg()
-    rec = load(args.checkpoint, args.store)  # as each server process runs it
+    # As each server process runs it (`fusion.serve.load`), timing the neighbour table and the
+    # full scan that answers without it (filters too selective for the table, new products).
+    rec = Recommender.load(args.checkpoint, args.store)
+    torch.set_num_threads(1)
     ids = list(rec.product_ids)
     random.Random(0).shuffle(ids)
+    scan = in_process(rec, ids, explain=False)
+    start = time.perf_counter()
+    rec.precompute_neighbours()
+    table_seconds = time.perf_counter() - start
     result: dict = {
         "model": rec.name,
         "products": len(ids),
@@ -238,10 +247,16 @@ def main() -> None:
             "python": platform.python_version(),
             "torch": torch.__version__,
         },
-        "server": {"workers": args.workers, "torch_threads": torch.get_num_threads()},
+        "server": {
+            "workers": args.workers,
+            "torch_threads": torch.get_num_threads(),
+            "access_log": False,
+            "neighbour_table_seconds": round(table_seconds, 2),
+        },
         "in_process": {
             "related": in_process(rec, ids, explain=False),
             "related_explained": in_process(rec, ids, explain=True),
+            "related_full_scan": scan,
         },
     }
     rec.close()

@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-minutes", type=float, default=12.0, help="initial/full training cap")
     parser.add_argument("--warm-epochs", type=int, default=WARM_EPOCHS)
-    parser.add_argument("--replay-ratio", type=float, default=1.0)
+    parser.add_argument("--replay-ratio", type=float, default=TrainConfig.replay_ratio)
     parser.add_argument("--users", type=int, default=0, help="first N users only (0 = all)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--out", type=Path, default=OUT)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any, LiteralString, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
@@ -45,6 +46,8 @@ class Node(BaseModel):
 
 
 class Hop(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     type: str
     forward: bool  # True: nodes[i] -[type]-> nodes[i+1]; False: the other way round
 
@@ -125,21 +128,31 @@ def best_paths(
 def _strength(row: PathRow) -> tuple[int, int, str, str, bool]:
     # Every field breaks ties, so both stores pick the same paths whatever their row order.
     via = row.via.id if row.via else ""
-    return _REL_RANK[Rel(row.rel)], row.degree, row.anchor, via, not row.forward
+    return _REL_RANK[row.rel], row.degree, row.anchor, via, not row.forward  # type: ignore[index]
 
 
 def _path(row: PathRow, user_id: str | None) -> Path:
-    anchor = Node(label=Label.PRODUCT, id=row.anchor)
-    result = Node(label=Label.PRODUCT, id=row.result)
+    anchor, result = _product_node(row.anchor), _product_node(row.result)
     if row.via is None:
-        nodes, rels = [anchor, result], [Hop(type=row.rel, forward=row.forward)]
+        nodes, rels = [anchor, result], [_hop(row.rel, row.forward)]
     else:
-        nodes = [anchor, row.via, result]
-        rels = [Hop(type=row.rel, forward=True), Hop(type=row.rel, forward=False)]
+        nodes, rels = [anchor, row.via, result], [_hop(row.rel, True), _hop(row.rel, False)]
     if user_id is not None:
         nodes.insert(0, Node(label=Label.USER, id=user_id))
-        rels.insert(0, Hop(type=Rel.INTERACTED, forward=True))
+        rels.insert(0, _hop(Rel.INTERACTED, True))
     return Path(nodes=nodes, rels=rels)
+
+
+# Nodes and hops are frozen, so paths can share them: building them was most of an explained
+# answer's CPU time.
+@lru_cache(maxsize=2**16)
+def _product_node(product_id: str) -> Node:
+    return Node(label=Label.PRODUCT, id=product_id)
+
+
+@lru_cache(maxsize=64)
+def _hop(rel: str, forward: bool) -> Hop:
+    return Hop(type=rel, forward=forward)
 
 
 def text_paths(text: str, product: Product) -> list[Path]:
@@ -232,7 +245,9 @@ class SnapshotView(KGView):
                 self._links[src, dst].add((rel, True))
                 self._links[dst, src].add((rel, False))
         names = {Label.BRAND: {b: b for b in snap.brands}, Label.CATEGORY: dict(snap.categories)}
-        self._shared: dict[str, dict[Node, int]] = defaultdict(dict)  # product -> via -> degree
+        # product -> (label, id) of a brand/category it has -> (that node, its degree); keyed by
+        # tuples, which hash much faster than the pydantic nodes
+        self._shared: dict[str, dict[tuple[str, str], tuple[Node, int]]] = defaultdict(dict)
         for rel, label in ((Rel.MADE_BY, Label.BRAND), (Rel.IN_CATEGORY, Label.CATEGORY)):
             members: dict[str, list[str]] = defaultdict(list)
             for src, dst in snap.edges.get(rel, []):
@@ -240,7 +255,7 @@ class SnapshotView(KGView):
             for node_id, products in members.items():
                 via = Node(label=label, id=node_id, name=names[label].get(node_id))
                 for pid in products:
-                    self._shared[pid][via] = len(products)
+                    self._shared[pid][label, node_id] = via, len(products)
         self._users = set(snap.users)
         self._items: dict[str, list[tuple[float, str]]] = defaultdict(list)
         for row in snap.interactions:
@@ -262,10 +277,11 @@ class SnapshotView(KGView):
                     PathRow(result, anchor, rel, fwd, None, 0)
                     for rel, fwd in self._links.get((anchor, result), ())
                 ]
+                theirs = self._shared[anchor]
                 rows += [
                     PathRow(result, anchor, _via_rel(via), True, via, degree)
-                    for via, degree in shared.items()
-                    if via in self._shared[anchor]
+                    for key, (via, degree) in shared.items()
+                    if key in theirs
                 ]
         return rows
 

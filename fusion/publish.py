@@ -10,15 +10,13 @@ approximate (HNSW) and reports cosine as `(1 + cos) / 2`; `RELATED_TO.score` is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, LiteralString
 
 import neo4j
-import torch
 from pydantic import BaseModel
-from torch import Tensor
 
-from fusion.query import Recommender
+from fusion.query import Recommender, top_related
 from kg.schema import Label
 from kg.stores import Neo4jStore, StoreError
 
@@ -87,19 +85,6 @@ class PublishReport(BaseModel):
     dimensions: int
     vectors: int  # products whose vector was written
     related: int  # RELATED_TO relationships created
-
-
-def top_related(vectors: Tensor, k: int, chunk: int = 1024) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """(start row, scores [B, k], indices [B, k]) per chunk of products: exact cosine top-k,
-    each product itself excluded."""
-    n = vectors.shape[0]
-    k = min(k, n - 1)
-    for start in range(0, n, chunk):
-        block = vectors[start : start + chunk] @ vectors.T
-        rows = torch.arange(block.shape[0])
-        block[rows, rows + start] = float("-inf")
-        scores, idx = torch.topk(block, k, dim=1)
-        yield start, scores, idx
 
 
 def publish(

@@ -9,6 +9,7 @@ filter attributes, user histories, products added after training, and explanatio
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path as FsPath
 from typing import Protocol
 
@@ -28,6 +29,8 @@ from text_encoder.template import render_product_text
 # relative per factor and on the result (torch accumulates bf16 products in float32); 4·2⁻⁸
 # leaves a margin.
 _BF16_ERROR = 4 * 2**-8
+# Width of the table `Recommender.precompute_neighbours` builds: the REST API's largest k.
+NEIGHBOURS = 100
 
 
 class QueryModel(Protocol):
@@ -143,6 +146,7 @@ class Recommender:
         self.products = store.get_products(self.product_ids)
         self.filters = FilterIndex(self.product_ids, self.products)
         self.view = kg_view(store)
+        self._neighbours: tuple[Tensor, Tensor] | None = None  # see `precompute_neighbours`
 
     @classmethod
     def load(cls, checkpoint_dir: str | FsPath, store: Store | str | None = None) -> Recommender:
@@ -167,14 +171,24 @@ class Recommender:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def precompute_neighbours(self, width: int = NEIGHBOURS) -> None:
+        """Rank every product's `width` nearest products once (exact cosines, O(N²·d) — a few
+        seconds for 10⁴ products), so that `related` with k <= `width` is a table lookup, and
+        stays one under filters while k of the `width` pass them. For a long-running server;
+        a one-off query does not pay for it."""
+        scores, idx = zip(*((s, i) for _, s, i in top_related(self.vectors, width)), strict=True)
+        self._neighbours = torch.cat(scores), torch.cat(idx)
+
     def related(
         self, product_id: str, k: int = 10, filters: Filters | None = None, explain: bool = True
     ) -> list[Result]:
         """Products most similar to `product_id`; a product added to the graph after training is
         placed by its text."""
-        query = self._product_vector(product_id)
         own = self._product_idx.get(product_id)
-        hits = self._nearest(query, k, filters, [] if own is None else [own])
+        hits = None if own is None else self._precomputed(own, k, filters)
+        if hits is None:
+            query = self._product_vector(product_id)
+            hits = self._nearest(query, k, filters, [] if own is None else [own])
         paths = self.view.explain([product_id], [pid for pid, _ in hits]) if explain else {}
         return self._results(hits, paths)
 
@@ -246,6 +260,28 @@ class Recommender:
         with torch.no_grad():
             return F.normalize(self.model.text_to_vectors([text])[0].float(), dim=0)
 
+    def _precomputed(
+        self, row: int, k: int, filters: Filters | None
+    ) -> list[tuple[str, float]] | None:
+        """Product `row`'s top-k from the neighbour table, or None when the table cannot answer
+        (none built, k beyond its width, too few of its products pass `filters`). The filtered
+        table is the exact filtered top-k: any passing product outside it scores lower."""
+        if self._neighbours is None:
+            return None
+        _check_k(k)
+        scores, idx = self._neighbours[0][row], self._neighbours[1][row]
+        complete = idx.numel() == len(self.product_ids) - 1  # the table holds every product
+        mask = self.filters.mask(filters) if filters else None
+        if mask is not None:
+            keep = mask[idx]
+            scores, idx = scores[keep], idx[keep]
+        if idx.numel() < k and not complete:
+            return None
+        return [
+            (self.product_ids[i], s)
+            for s, i in zip(scores[:k].tolist(), idx[:k].tolist(), strict=True)
+        ]
+
     def _nearest(
         self, query: Tensor, k: int, filters: Filters | None, exclude: list[int]
     ) -> list[tuple[str, float]]:
@@ -268,8 +304,7 @@ class Recommender:
     ) -> Tensor:
         """`scores` with products failing `filters` or in `exclude` set to -inf; every ranking
         starts here, so `k` is checked here."""
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        _check_k(k)
         mask = self.filters.mask(filters) if filters else None
         if exclude:
             mask = torch.ones_like(self.filters.in_catalogue) if mask is None else mask
@@ -297,6 +332,24 @@ class Recommender:
             )
             for pid, score in hits
         ]
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+
+
+def top_related(vectors: Tensor, k: int, chunk: int = 1024) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """(start row, scores [B, k], indices [B, k]) per chunk of unit `vectors`: exact cosine
+    top-k, each product itself excluded."""
+    n = vectors.shape[0]
+    k = min(k, n - 1)
+    for start in range(0, n, chunk):
+        block = vectors[start : start + chunk] @ vectors.T
+        rows = torch.arange(block.shape[0])
+        block[rows, rows + start] = float("-inf")
+        scores, idx = torch.topk(block, k, dim=1)
+        yield start, scores, idx
 
 
 def _display_title(product: Product | None) -> str:

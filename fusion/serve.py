@@ -31,6 +31,9 @@ DEFAULT_PORT = 8000
 # Worker processes are spawned from an import string: the model to load comes this way.
 CHECKPOINT_ENV, STORE_ENV = "KGREC_SERVE_CHECKPOINT", "KGREC_SERVE_STORE"
 WORKER_PING_SECONDS = 60
+# The neighbour table costs O(N²) at start (3 s on one core for Beauty's 12k products, ~1 min at
+# 50k); beyond this the full scan answers (linear in N: ~1 ms at 12k).
+NEIGHBOUR_TABLE_MAX_PRODUCTS = 50_000
 
 K = Annotated[int, Query(ge=1, le=100, description="Number of answers.")]
 Explain = Annotated[bool, Query(description="Attach knowledge-graph paths to each answer.")]
@@ -138,12 +141,14 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     workers: int = 1,
+    access_log: bool = True,
 ) -> None:
     """Serve the model in `checkpoint` over `store` until interrupted, from `workers` processes
-    that each load it once."""
+    that each load it once; `access_log` = a log line per request (about a tenth of the CPU
+    an answer from memory costs)."""
     if workers == 1:
         with load(checkpoint, store) as rec:
-            uvicorn.run(create_app(rec), host=host, port=port)
+            uvicorn.run(create_app(rec), host=host, port=port, access_log=access_log)
         return
     read_meta(checkpoint)  # a missing checkpoint fails here once, not in every worker
     os.environ.update({CHECKPOINT_ENV: str(checkpoint), STORE_ENV: store or ""})
@@ -153,6 +158,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        access_log=access_log,
         # A worker answers the supervisor's pings from a thread that needs the GIL, which
         # loading the model holds for long stretches: the default 5 s kills slow starters.
         timeout_worker_healthcheck=WORKER_PING_SECONDS,
@@ -166,9 +172,12 @@ def worker_app() -> FastAPI:
 
 
 def load(checkpoint: str | Path, store: str | None) -> Recommender:
-    """The recommender as a server process runs it: torch on one thread."""
+    """The recommender as a server process runs it: related items of known products precomputed,
+    torch on one thread."""
     rec = Recommender.load(checkpoint, store)
-    # After loading, which gives torch every core (for encoding). Concurrency comes from
-    # requests and workers; intra-op threads for one small matmul only add tail latency.
+    # After loading, which gives torch every core. Concurrency comes from requests and
+    # workers; intra-op threads for one small matmul only add tail latency.
     torch.set_num_threads(1)
+    if len(rec.product_ids) <= NEIGHBOUR_TABLE_MAX_PRODUCTS:
+        rec.precompute_neighbours()
     return rec

@@ -110,6 +110,7 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes; each loads the model once.")
     ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log a line per request.")] = True,
     checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
     store: StoreUri = None,
 ) -> None:
@@ -117,7 +118,7 @@ def serve(
     from fusion.serve import serve as run
 
     with user_errors():
-        run(checkpoint, store, host=host, port=port, workers=workers)
+        run(checkpoint, store, host=host, port=port, workers=workers, access_log=access_log)
 
 
 COMMANDS: dict[str, Callable[..., None]] = {

@@ -41,7 +41,7 @@ def train(
     relation: Relation = "also_bought",
     epochs: Annotated[
         int | None,
-        typer.Option(min=1, help="Most epochs (early stopping may end sooner) [30; warm: 3]."),
+        typer.Option(min=1, help="Most epochs (early stopping may end sooner) [30; warm: 4]."),
     ] = None,
     device: Device = "auto",
     text_model: TextModel = None,
@@ -56,8 +56,9 @@ def train(
         ),
     ] = None,
     replay_ratio: Annotated[
-        float, typer.Option(min=0.0, help="Warm start: old targets replayed per new one.")
-    ] = 1.0,
+        float | None,
+        typer.Option(min=0.0, help="Warm start: old targets replayed per new one [default: 8]."),
+    ] = None,
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:
@@ -79,7 +80,10 @@ def train(
         warm_start=warm_start,
         model=FusedConfig(task=task, dim=dim),
         train=TrainConfig(
-            epochs=epochs, seed=seed, max_minutes=max_minutes, replay_ratio=replay_ratio
+            epochs=epochs,
+            seed=seed,
+            max_minutes=max_minutes,
+            replay_ratio=TrainConfig.replay_ratio if replay_ratio is None else replay_ratio,
         ),
     )
     with user_errors():

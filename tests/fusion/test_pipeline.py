@@ -23,6 +23,7 @@ from typer.testing import CliRunner, Result
 
 from fusion.checkpoint import CONFIG, ID_MAPS, META, WEIGHTS
 from fusion.cli import app
+from fusion.pipeline import WARM_EPOCHS
 from fusion.publish import RELATED_QUERY, VECTOR_QUERY
 from kg.stores import open_store
 
@@ -233,7 +234,7 @@ def test_warm_start_trains_on_what_is_new(model: Path, work: Path, slice_rows):
     result = ok(*args, "--warm-start", model, "--out", out)
     assert "new targets" in result.stderr
     train = json.loads((out / META).read_text())["metrics"]["train"]
-    assert 0 < train["window"] < train["targets"] and train["epochs"] <= 3  # a few epochs
+    assert 0 < train["window"] < train["targets"] and train["epochs"] <= WARM_EPOCHS
     before = json.loads((model / ID_MAPS).read_text())["product"]
     after = json.loads((out / ID_MAPS).read_text())["product"]
     assert WARM_ID in after and WARM_ID not in before and set(before) < set(after)

@@ -11,7 +11,6 @@ from fusion.publish import (
     VECTOR_INDEX,
     VECTOR_QUERY,
     publish,
-    top_related,
 )
 from fusion.query import Recommender
 from kg.stores import EmbeddedStore, Neo4jStore, StoreError
@@ -80,14 +79,6 @@ def test_republishing_replaces_other_models_and_resizes_the_index(store, driver)
         id=new.product_ids[0],
     ).records
     assert stored[0]["d"] == 8
-
-
-def test_top_related_excludes_the_product_itself():
-    vectors = TinyModel(beauty_slice()).vectors[:50]
-    for start, scores, idx in top_related(vectors, k=5, chunk=16):
-        rows = range(start, start + idx.shape[0])
-        assert all(r not in set(i) for r, i in zip(rows, idx.tolist(), strict=True))
-        assert (scores[:, :-1] >= scores[:, 1:]).all()
 
 
 def test_publish_needs_neo4j(tmp_path):

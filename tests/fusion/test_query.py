@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import Tensor
 
-from fusion.query import Filters, Recommender, UnknownIdError
+from fusion.query import Filters, Recommender, UnknownIdError, top_related
 from kg.readers.beauty import read_beauty
 from kg.rejects import RejectLog
 from kg.schema import Catalogue, Product
@@ -109,6 +109,16 @@ def rec(tmp_path_factory: pytest.TempPathFactory, model: TinyModel) -> Recommend
     return Recommender(model, store)
 
 
+@pytest.fixture(scope="module")
+def tabled(tmp_path_factory: pytest.TempPathFactory, model: TinyModel) -> Recommender:
+    """`rec` with a neighbour table narrow enough that filters and large k fall back."""
+    store = EmbeddedStore(tmp_path_factory.mktemp("graph"))
+    write_slice(store)
+    rec = Recommender(model, store)
+    rec.precompute_neighbours(width=30)
+    return rec
+
+
 def brute_force(scores: Tensor, k: int, allowed: Tensor) -> set[int]:
     return set(torch.topk(scores.masked_fill(~allowed, float("-inf")), k).indices.tolist())
 
@@ -129,7 +139,11 @@ def test_related_is_the_cosine_top_k_without_the_product_itself(rec, model):
 @pytest.mark.parametrize(
     "filters", [None, Filters(brand="NYX"), Filters(min_price=10), Filters(in_catalogue=True)]
 )
-def test_the_bf16_shortlist_finds_the_exact_float32_top_k(rec, model, k, filters):
+@pytest.mark.parametrize("recommender", ["rec", "tabled"])
+def test_related_is_the_exact_float32_top_k(request, model, k, filters, recommender):
+    """Both ways `related` ranks — the bf16 shortlist + float32 rerank, and the neighbour table
+    (with its fallback to the former) — give the exact float32 answer."""
+    rec = request.getfixturevalue(recommender)
     allowed = rec.filters.mask(filters) if filters else None
     for i in range(0, len(model.product_ids), 7):
         ok = torch.ones(len(model.product_ids), dtype=torch.bool) if allowed is None else allowed
@@ -143,6 +157,23 @@ def test_the_bf16_shortlist_finds_the_exact_float32_top_k(rec, model, k, filters
         # Equal scores may swap at the k-th place; everything above it must match.
         cut = top.values[-1].item() + 1e-6
         assert {r.product_id for r in results if r.score > cut} <= expected
+
+
+def test_the_neighbour_table_answers_while_it_can(tabled, model):
+    row = 3
+    assert len(tabled._precomputed(row, 30, None)) == 30
+    assert tabled._precomputed(row, 31, None) is None  # beyond the table: scan everything
+    brand = next(p.brand for p in tabled.products.values() if p.brand)
+    passing = tabled.filters.mask(Filters(brand=brand))[tabled._neighbours[1][row]].sum()
+    assert tabled._precomputed(row, int(passing) + 1, Filters(brand=brand)) is None
+
+
+def test_top_related_excludes_the_product_itself(model):
+    vectors = model.vectors[:50]
+    for start, scores, idx in top_related(vectors, k=5, chunk=16):
+        rows = range(start, start + idx.shape[0])
+        assert all(r not in set(i) for r, i in zip(rows, idx.tolist(), strict=True))
+        assert (scores[:, :-1] >= scores[:, 1:]).all()
 
 
 def test_related_answers_carry_kg_explanations(rec, catalogue):

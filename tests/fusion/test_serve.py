@@ -108,13 +108,14 @@ def test_a_product_added_after_training_is_answered_over_http(client, rec, new_p
     assert len(response.json()["results"]) == 3
 
 
-def test_servers_run_torch_on_one_thread(monkeypatch, rec):
+def test_servers_precompute_and_run_torch_on_one_thread(monkeypatch, rec):
     # Loading the text encoder widens torch to every core; `load` narrows it back afterwards.
     monkeypatch.setattr(Recommender, "load", lambda *_: torch.set_num_threads(2) or rec)
     before = torch.get_num_threads()
     try:
         assert serve_module.load("ckpt", None) is rec
         assert torch.get_num_threads() == 1
+        assert rec._precomputed(0, 10, None) is not None  # related items are precomputed
     finally:
         torch.set_num_threads(before)
 
@@ -127,10 +128,11 @@ def test_workers_start_from_the_app_factory(monkeypatch, rec, tmp_path):
     monkeypatch.setattr(serve_module, "create_app", lambda got, close_at_shutdown: got)
     for var in (serve_module.CHECKPOINT_ENV, serve_module.STORE_ENV):
         monkeypatch.setenv(var, "")  # restored after the test, whatever `serve` sets
-    serve_module.serve(tmp_path / "ckpt", "embedded:/g", port=9999, workers=3)
+    serve_module.serve(tmp_path / "ckpt", "embedded:/g", port=9999, workers=3, access_log=False)
     ((args, kwargs),) = calls
     assert args == ("fusion.serve:worker_app",)
     assert kwargs["factory"] and kwargs["workers"] == 3 and kwargs["port"] == 9999
+    assert kwargs["access_log"] is False
     # Each spawned worker builds its app from the environment the parent set.
     assert serve_module.worker_app() == (str(tmp_path / "ckpt"), "embedded:/g")
 
