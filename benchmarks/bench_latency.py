@@ -207,14 +207,17 @@ def over_http(args: argparse.Namespace, ids: list[str], tmp: Path) -> tuple[str,
 
 
 def targets(result: dict) -> dict[str, bool]:
-    in_process = [r["p99_ms"] for r in result["in_process"].values()]
-    at_32 = [r for key, r in result["http"].items() if key.endswith("_32_clients")]
+    """The issue's targets, on `related` (k = 10, no explanations); the same bound checked on the
+    explained variant (the REST endpoint's default) is reported beside them."""
+    http_p99 = TARGETS_MS["http_32_clients_p99"]
     return {
-        "in_process_p99_le_5_ms": max(in_process) <= TARGETS_MS["in_process_p99"],
-        "http_32_clients_p99_le_20_ms": all(
-            r["p99_ms"] <= TARGETS_MS["http_32_clients_p99"] for r in at_32
-        ),
+        "in_process_p99_le_5_ms": max(r["p99_ms"] for r in result["in_process"].values())
+        <= TARGETS_MS["in_process_p99"],
+        "http_32_clients_p99_le_20_ms": result["http"]["related_32_clients"]["p99_ms"] <= http_p99,
         "zero_errors": all(r["errors"] == 0 for r in result["http"].values()),
+        "explained_http_32_clients_p99_le_20_ms": (
+            result["http"]["related_explained_32_clients"]["p99_ms"] <= http_p99
+        ),
     }
 
 
