@@ -186,8 +186,8 @@ def load(checkpoint: str | Path, store: str | None) -> Recommender:
     """The recommender as a server process runs it: related items of known products precomputed,
     torch on one thread."""
     rec = Recommender.load(checkpoint, store)
-    # After loading, which gives torch every core. Concurrency comes from requests and
-    # workers; intra-op threads for one small matmul only add tail latency.
+    # After loading, which torch's default threads speed up. Concurrency comes from requests
+    # and workers; intra-op threads for one small matmul only add tail latency.
     torch.set_num_threads(1)
     if len(rec.product_ids) <= NEIGHBOUR_TABLE_MAX_PRODUCTS:
         rec.precompute_neighbours()

@@ -112,7 +112,7 @@ def test_a_product_added_after_training_is_answered_over_http(client, rec, new_p
 
 
 def test_servers_precompute_and_run_torch_on_one_thread(monkeypatch, rec):
-    # Loading the text encoder widens torch to every core; `load` narrows it back afterwards.
+    # Loading runs on torch's default threads; `load` narrows them to one afterwards.
     monkeypatch.setattr(Recommender, "load", lambda *_: torch.set_num_threads(2) or rec)
     before = torch.get_num_threads()
     try:
