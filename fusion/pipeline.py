@@ -95,6 +95,8 @@ def train(
 ) -> tuple[FusedModel, TrainResult, Split]:
     """Train the fused model on the store's graph (held-out edges never seen) and checkpoint it,
     with the training pairs it covered (what the next warm start treats as old)."""
+    if options.warm_start:
+        read_meta(options.warm_start)  # a missing checkpoint fails before any loading
     data = load_graph(store_uri)
     text, text_model = text_vectors(data, options.text_model, options.device)
     split = make_split(data, options.task, options.relation)

@@ -23,7 +23,7 @@ from typer.testing import CliRunner, Result
 
 from fusion.checkpoint import CONFIG, ID_MAPS, META, WEIGHTS
 from fusion.cli import app
-from fusion.pipeline import WARM_EPOCHS
+from fusion.pipeline import WARM_EPOCHS, TrainOptions, train
 from fusion.publish import RELATED_QUERY, VECTOR_QUERY
 from kg.stores import open_store
 
@@ -242,6 +242,14 @@ def test_warm_start_trains_on_what_is_new(model: Path, work: Path, slice_rows):
     refused = run(*args[:4], "also_viewed", "--warm-start", model, "--out", work / "no")
     assert refused.exit_code == 1 and "learned relation 'also_bought'" in refused.stderr
     assert "Traceback" not in refused.output + refused.stderr and not (work / "no").exists()
+
+
+def test_a_missing_warm_start_checkpoint_fails_before_any_loading(tmp_path: Path):
+    # The store is empty too: its error would come first if the graph were loaded first.
+    options = TrainOptions(warm_start=tmp_path / "no-checkpoint")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        train(f"embedded:{tmp_path / 'empty'}", options, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_checkpoint_of_another_text_model_is_refused(model: Path, work: Path, query_id: str):
