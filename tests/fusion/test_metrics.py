@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fusion.metrics import ranking_metrics
+from fusion.metrics import ranking_metrics, target_positions
 
 
 def _metrics(scores, targets, exclusions=None, ks=(1, 2, 3), candidates=None):
@@ -81,3 +81,33 @@ def test_nan_scores_rank_last() -> None:
 def test_query_without_targets_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one target"):
         _metrics([[0.1, 0.2]], [[]])
+
+
+def _positions_by_sorting(scores, targets, exclusions, candidates):
+    """Reference: sort each row by (score desc, target after non-target, index) in Python."""
+    out = []
+    for i, row in enumerate(scores.tolist()):
+        tgt, excl = set(targets[i].tolist()), set(exclusions[i].tolist())
+        masked = {j for j in excl if j not in tgt}
+        if candidates is not None:
+            masked |= {j for j, c in enumerate(candidates.tolist()) if not c and j not in tgt}
+        key = [-math.inf if (j in masked or math.isnan(s)) else s for j, s in enumerate(row)]
+        order = sorted(range(len(row)), key=lambda j: (-key[j], j in tgt, j))
+        out += [(i, order.index(t)) for t in sorted(tgt)]
+    return out
+
+
+def test_positions_match_sorting_with_ties_nans_exclusions_and_candidates() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(100):
+        batch, n = 1 + trial % 5, 2 + trial % 23
+        scores = torch.randint(0, 4, (batch, n), generator=gen).float()  # many ties
+        scores[torch.rand(batch, n, generator=gen) < 0.1] = float("nan")
+        targets = [torch.randperm(n, generator=gen)[: 1 + trial % min(n, 6)] for _ in range(batch)]
+        exclusions = [
+            torch.randperm(n, generator=gen)[: trial % (n // 2 + 1)] for _ in range(batch)
+        ]
+        candidates = torch.rand(n, generator=gen) < 0.8 if trial % 2 else None
+        row, pos = target_positions(scores, targets, exclusions, candidates)
+        expected = _positions_by_sorting(scores, targets, exclusions, candidates)
+        assert list(zip(row.tolist(), pos.tolist(), strict=True)) == expected
