@@ -1,6 +1,7 @@
 """Checkpoints of a fused model: one directory holding the weights, the config, the graph's id
-maps, the text-model id, the metrics and the training pairs it was fitted on (what a warm start
-treats as old), written atomically (a crash leaves either the old checkpoint or the new one,
+maps, the text-model id, the metrics, the training pairs it was fitted on (what a warm start
+treats as old) and the optimizer state it ended with (what a warm start resumes), written
+atomically (a crash leaves either the old checkpoint or the new one,
 never a mix).
 
 Loading refuses a checkpoint whose id maps differ from the graph it is loaded onto, or whose
@@ -24,10 +25,12 @@ from torch_geometric.data import HeteroData
 
 from fusion.model import FusedConfig, FusedModel
 from fusion.replay import Trained
+from gnn.encoders import EdgeType
 from kg.export import load_id_maps, save_id_maps
 
 WEIGHTS, CONFIG, ID_MAPS, META = "weights.pt", "config.json", "id_maps.json", "meta.json"
 TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
+OPTIMIZER = "optimizer.pt"  # {"names": parameter names, "state": Adam's state_dict}
 # Parameters with one row per node of a type, in id-map order.
 ID_TABLES = {
     "product": ("item_ids.weight",),
@@ -46,9 +49,11 @@ def save_checkpoint(
     path: str | Path,
     metrics: dict[str, Any] | None = None,
     trained: Trained | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write `model` (built on `graph`) to the directory `path`, replacing it atomically;
-    `trained` = the training pairs it was fitted on (`fusion.replay.trained_pairs`)."""
+    `trained` = the training pairs it was fitted on (`fusion.replay.trained_pairs`),
+    `optimizer_state` = the state_dict of its Adam optimizer (`TrainResult.optimizer_state`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -56,12 +61,16 @@ def save_checkpoint(
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
         _write_json(tmp / CONFIG, model.config.to_dict())
         save_id_maps(graph, tmp / ID_MAPS)
-        _write_json(tmp / META, {"text_model": model.config.text_model, "metrics": metrics or {}})
+        meta = {"text_model": model.config.text_model, "metrics": metrics or {}}
+        _write_json(tmp / META, {**meta, "relations": [list(et) for et in model.edge_types]})
         if trained is not None:
             with open(tmp / TRAINED, "wb") as f:
                 with gzip.open(f, "wt") as gz:  # ~150k pairs on Beauty: gzip is 10x smaller
                     json.dump(trained, gz)
                 os.fsync(f.fileno())
+        if optimizer_state is not None:
+            names = [name for name, _ in model.named_parameters()]
+            torch.save({"names": names, "state": optimizer_state}, tmp / OPTIMIZER)
         # Swap directories: rename the old one aside, move the new one in, drop the old one.
         old = path.with_name(f".{path.name}.old")
         if path.exists():
@@ -103,22 +112,66 @@ def load_checkpoint(
         raise CheckpointMismatchError(
             f"checkpoint {path} has node types {sorted(saved)}, this graph {sorted(current)}"
         )
-    state = torch.load(path / WEIGHTS, map_location=map_location, weights_only=True)
     for node_type in sorted(current):
-        if saved[node_type] == current[node_type]:
-            continue
-        if not allow_new_nodes:
+        if saved[node_type] != current[node_type] and not allow_new_nodes:
             raise CheckpointMismatchError(
                 f"checkpoint {path} does not match this graph: {node_type!r} ids differ "
                 f"({len(saved[node_type])} saved vs {len(current[node_type])} "
                 "now); retrain on this graph"
             )
-        for key in ID_TABLES.get(node_type, ()):
-            if key in state:
-                state[key] = _follow_ids(state[key], saved[node_type], current[node_type])
+    state = torch.load(path / WEIGHTS, map_location=map_location, weights_only=True)
     model = FusedModel(graph, text, config)
-    model.load_state_dict(state)
+    _check_relations(path, meta.get("relations"), model.edge_types)
+    model.load_state_dict(_follow_graph(state, saved, current))
     return model.eval()
+
+
+def _check_relations(path: Path, saved: list[list[str]] | None, current: list[EdgeType]) -> None:
+    """The model's weights are per relation (one per metapath): another graph schema (another
+    kgrec version's) cannot be loaded. Checkpoints from before the record are not checked."""
+    if saved is None or {tuple(et) for et in saved} == set(current):
+        return
+    missing = sorted(tuple(et) for et in saved if tuple(et) not in current)
+    extra = sorted(set(current) - {tuple(et) for et in saved})
+    raise CheckpointMismatchError(
+        f"checkpoint {path} was trained on another graph schema (relations only it has: "
+        f"{missing or 'none'}; only this graph has: {extra or 'none'}); retrain on this graph"
+    )
+
+
+def load_optimizer_state(
+    path: str | Path, model: FusedModel, graph: HeteroData
+) -> dict[str, Any] | None:
+    """The optimizer state saved with the checkpoint at `path`, for `model` (loaded from it onto
+    `graph`): id-table rows follow the graph's ids like the weights' (new rows start at zero).
+    None if the checkpoint has none."""
+    path = Path(path)
+    if not (path / OPTIMIZER).is_file():
+        return None
+    saved = torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True)
+    names, state = saved["names"], saved["state"]
+    if names != [name for name, _ in model.named_parameters()]:
+        raise CheckpointMismatchError(f"optimizer state in {path} does not match its model")
+    maps = load_id_maps(path / ID_MAPS), {t: list(graph[t].node_id) for t in graph.node_types}
+    per_param = state["state"]  # {parameter index: {"step", "exp_avg", "exp_avg_sq"}}
+    for moment in ("exp_avg", "exp_avg_sq"):
+        by_name = {names[i]: values[moment] for i, values in per_param.items()}
+        for name, tensor in _follow_graph(by_name, *maps).items():
+            per_param[names.index(name)][moment] = tensor
+    return state
+
+
+def _follow_graph(
+    tensors: dict[str, Tensor], saved: dict[str, list[str]], current: dict[str, list[str]]
+) -> dict[str, Tensor]:
+    """`tensors` (by parameter name) with every id table's rows following the current ids."""
+    out = dict(tensors)
+    for node_type, ids in current.items():
+        if saved[node_type] != ids:
+            for key in ID_TABLES.get(node_type, ()):
+                if key in out:
+                    out[key] = _follow_ids(out[key], saved[node_type], ids)
+    return out
 
 
 def _follow_ids(table: Tensor, saved: list[str], current: list[str]) -> Tensor:

@@ -20,13 +20,14 @@ from fusion.baselines import LightGCNScorer, PopularityScorer, TextScorer
 from fusion.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint,
+    load_optimizer_state,
     read_meta,
     read_trained,
     save_checkpoint,
 )
 from fusion.evaluate import evaluate, to_markdown
 from fusion.model import FusedConfig, FusedModel
-from fusion.replay import Trained, trained_pairs
+from fusion.replay import Trained, trained_keys, trained_pairs
 from fusion.splits import RecSplit, Split, cold_start_split, recommend_split, related_split
 from fusion.train import TrainConfig, TrainResult, attach_histories, fit
 from kg.export import to_heterodata
@@ -44,7 +45,7 @@ class TrainOptions:
     text_model: str | None = None  # None = bundled all-MiniLM-L6-v2
     device: str = "auto"
     # Checkpoint to continue from: trains on what is new since it plus a replay sample of the
-    # old (`train.replay_ratio`); set `train.epochs` small (WARM_EPOCHS).
+    # old (`train.replay_ratio`), resuming its optimizer; set `train.epochs` small (WARM_EPOCHS).
     warm_start: Path | None = None
     model: FusedConfig = field(default_factory=FusedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -75,7 +76,10 @@ def text_vectors(
     return vectors.vectors, encoder.model_id
 
 
-def make_split(data: HeteroData, task: str, relation: str) -> Split:
+def make_split(data: HeteroData, task: str, relation: str, trained: Trained | None = None) -> Split:
+    """The task's split of `data`. `trained`: the pairs a checkpoint was trained on, which a
+    related-items split never holds out (the graph may have grown since; recommendation splits
+    are by time, so what a model trained on stays training)."""
     if task == "recommend":
         return recommend_split(data)
     if task == "related":
@@ -83,7 +87,8 @@ def make_split(data: HeteroData, task: str, relation: str) -> Split:
             raise ValueError(f"unknown relation {relation!r}")
         if data["product", relation, "product"].num_edges == 0:
             raise ValueError(f"the graph has no {relation!r} edges to learn or evaluate")
-        return related_split(data, relation)
+        seen = None if trained is None else trained_keys(trained, data, "product")
+        return related_split(data, relation, trained=seen)
     raise ValueError(f"task must be 'related' or 'recommend', got {task!r}")
 
 
@@ -95,44 +100,52 @@ def train(
 ) -> tuple[FusedModel, TrainResult, Split]:
     """Train the fused model on the store's graph (held-out edges never seen) and checkpoint it,
     with the training pairs it covered (what the next warm start treats as old)."""
-    if options.warm_start:
-        read_meta(options.warm_start)  # a missing checkpoint fails before any loading
+    trained = optimizer_state = None
+    if options.warm_start:  # a missing or mismatched checkpoint fails before any loading
+        check_warm_start(options.warm_start, options.task, options.relation)
+        trained = read_trained(options.warm_start)
+        if trained is None and log:
+            log(f"{options.warm_start} records no training pairs: all targets count as new")
     data = load_graph(store_uri)
     text, text_model = text_vectors(data, options.text_model, options.device)
-    split = make_split(data, options.task, options.relation)
+    split = make_split(data, options.task, options.relation, trained)
     options.model.task, options.model.text_model = options.task, text_model
     options.train.device = options.device
-    trained = None
     if options.warm_start:
-        model, trained = warm_model(options.warm_start, split, text, text_model, log)
+        model, optimizer_state = warm_model(options.warm_start, split, text, text_model, log)
     else:
         model = FusedModel(split.train_graph, text, options.model)
-    result = fit(model, split, options.train, log, trained)
+    result = fit(model, split, options.train, log, trained, optimizer_state)
     metrics = {"relation": options.relation, "train": result.to_dict()}
     if options.warm_start:
         metrics["warm_start"] = str(options.warm_start)
-    save_checkpoint(model, data, out, metrics, trained_pairs(split))
+    save_checkpoint(model, data, out, metrics, trained_pairs(split), result.optimizer_state)
     return model, result, split
+
+
+def check_warm_start(checkpoint: str | Path, task: str, relation: str) -> None:
+    """Refuse to continue a checkpoint of another task or relation (or a missing one)."""
+    meta = read_meta(checkpoint)
+    trained_task, trained_relation = meta["config"]["task"], meta["metrics"].get("relation")
+    if trained_task != task:
+        raise CheckpointMismatchError(f"{checkpoint} is a {trained_task!r} model, not {task!r}")
+    if task == "related" and trained_relation != relation:
+        raise CheckpointMismatchError(
+            f"{checkpoint} learned relation {trained_relation!r}, not {relation!r}"
+        )
 
 
 def warm_model(
     checkpoint: str | Path, split: Split, text: Tensor, text_model: str, log: Log | None = None
-) -> tuple[FusedModel, Trained | None]:
-    """The checkpoint rebuilt on the split's graph for further training (same text model, task
-    and relation required; new nodes grow the id tables), and the pairs it was trained on."""
-    meta = read_meta(checkpoint)
-    task, relation = meta["config"]["task"], meta["metrics"].get("relation")
-    if task != split.task:
-        raise CheckpointMismatchError(f"{checkpoint} is a {task!r} model, not {split.task!r}")
-    if task == "related" and relation != split.relation:
-        raise CheckpointMismatchError(
-            f"{checkpoint} learned relation {relation!r}, not {split.relation!r}"
-        )
+) -> tuple[FusedModel, dict[str, Any] | None]:
+    """The checkpoint rebuilt on the split's graph for further training (same text model and
+    graph schema required; new nodes grow the id tables) and its optimizer state (None when
+    the checkpoint predates it)."""
     model = load_checkpoint(checkpoint, split.train_graph, text, text_model, allow_new_nodes=True)
-    trained = read_trained(checkpoint)
-    if trained is None and log:
-        log(f"{checkpoint} records no training pairs: every training target counts as new")
-    return model.train(), trained
+    optimizer_state = load_optimizer_state(checkpoint, model, split.train_graph)
+    if optimizer_state is None and log:
+        log(f"{checkpoint} holds no optimizer state: Adam starts afresh")
+    return model.train(), optimizer_state
 
 
 def evaluate_checkpoint(
@@ -143,13 +156,14 @@ def evaluate_checkpoint(
     log: Log | None = None,
 ) -> list[dict[str, Any]]:
     """The checkpoint and the baselines on the split it was trained on (rebuilt from the same
-    seed), full ranking. For related items, `cold_start_epochs > 0` adds the cold-start split,
+    seed and the checkpoint's record: nothing it trained on is held out, also after the graph
+    grew), full ranking. For related items, `cold_start_epochs > 0` adds the cold-start split,
     with a fused model trained afresh on it (the checkpoint has seen the cold products' edges)."""
     meta = read_meta(checkpoint)
     data = load_graph(store_uri)
     text, text_model = text_vectors(data, meta["text_model"], progress=False)
     task = meta["config"]["task"]
-    split = make_split(data, task, meta["metrics"]["relation"])
+    split = make_split(data, task, meta["metrics"]["relation"], read_trained(checkpoint))
     model = load_checkpoint(checkpoint, split.train_graph, text, text_model)
     if isinstance(split, RecSplit):
         attach_histories(model, split)

@@ -1,6 +1,6 @@
 """Sliding window + replay for warm starts: the training targets that are new since a checkpoint
-(the window) and a seeded random sample of the older ones (the replay), so that continuing
-training on new behaviour does not forget the old.
+(the window) and a random sample of the older ones (the replay, redrawn every epoch), so that
+continuing training on new behaviour does not forget the old.
 
 A checkpoint records the training pairs it was fitted on by id — (user, product) for
 recommendations, (source, target) products for related items — as a multiset. Ids rather than
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch_geometric.data import HeteroData
 
 from fusion.splits import PAIR_SHIFT, Split
 
@@ -55,21 +56,46 @@ def occurrence(keys: Tensor) -> Tensor:
     return out
 
 
-def window_and_replay(new: Tensor, ratio: float, seed: int) -> tuple[Tensor, int]:
-    """Sorted row indices to train on: every new row, plus a seeded random sample of
-    `ratio` × (number of new rows) old ones (all of them when there are fewer). Also returns
-    the window size."""
-    fresh, old = new.nonzero().view(-1), (~new).nonzero().view(-1)
-    size = min(old.numel(), round(ratio * fresh.numel()))
-    perm = torch.randperm(old.numel(), generator=torch.Generator().manual_seed(seed))
-    return torch.cat([fresh, old[perm[:size]]]).sort().values, fresh.numel()
+class ReplaySampler:
+    """The training rows of one epoch: every new row, plus a fresh random sample of `ratio` ×
+    as many old ones (all of them when there are fewer). Redrawn each epoch, so a few warm
+    epochs replay most of the old rows instead of one fixed subset again and again. A cold
+    start (every row new) trains on every row."""
+
+    def __init__(self, new: Tensor, ratio: float) -> None:
+        self.fresh, self.old = new.nonzero().view(-1), (~new).nonzero().view(-1)
+        self.replayed = min(self.old.numel(), round(ratio * self.fresh.numel()))
+
+    @property
+    def window(self) -> int:
+        return self.fresh.numel()
+
+    def __len__(self) -> int:
+        return self.window + self.replayed
+
+    def draw(self, gen: torch.Generator) -> Tensor:
+        """This epoch's rows, shuffled."""
+        old = self.old[torch.randperm(self.old.numel(), generator=gen)[: self.replayed]]
+        rows = torch.cat([self.fresh, old])
+        return rows[torch.randperm(rows.numel(), generator=gen)]
+
+
+def trained_keys(trained: Trained, graph: HeteroData, query_type: str) -> Tensor:
+    """The record's distinct pairs as sorted keys (`query * PAIR_SHIFT + product`) in `graph`'s
+    index space (`fusion.splits.related_split` keeps them out of validation and test)."""
+    return torch.unique(_keys(trained, graph, query_type))
 
 
 def _seen(trained: Trained, split: Split) -> tuple[Tensor, Tensor]:
-    """The record in the split's index space: sorted unique pair keys and their counts. Ids
-    the graph no longer holds (removed products) are skipped."""
-    q_index = {id_: i for i, id_ in enumerate(split.train_graph[query_type(split)].node_id)}
-    p_index = {id_: i for i, id_ in enumerate(split.train_graph["product"].node_id)}
+    """The record in the split's index space: sorted unique pair keys and their counts."""
+    return torch.unique(_keys(trained, split.train_graph, query_type(split)), return_counts=True)
+
+
+def _keys(trained: Trained, graph: HeteroData, query_type: str) -> Tensor:
+    """One key per recorded pair occurrence; ids the graph no longer holds (removed products)
+    are skipped."""
+    q_index = {id_: i for i, id_ in enumerate(graph[query_type].node_id)}
+    p_index = {id_: i for i, id_ in enumerate(graph["product"].node_id)}
     keys = [
         q_index[q] * PAIR_SHIFT + p_index[p]
         for q, products in trained.items()
@@ -77,4 +103,4 @@ def _seen(trained: Trained, split: Split) -> tuple[Tensor, Tensor]:
         for p in products
         if p in p_index
     ]
-    return torch.unique(torch.tensor(keys, dtype=torch.long), return_counts=True)
+    return torch.tensor(keys, dtype=torch.long)

@@ -111,6 +111,7 @@ def recommend_split(data: HeteroData) -> RecSplit:
     train = ~(is_test | is_valid)
 
     held = torch.stack([users[~train], items[~train]])
+    seen = {"valid": train, "test": train | is_valid}  # what a user has seen before the stage
     train_hist = _group(users[train], items[train], keep_order=True)
     valid, test = _group(users[is_valid], items[is_valid]), _group(users[is_test], items[is_test])
     histories = {
@@ -125,7 +126,7 @@ def recommend_split(data: HeteroData) -> RecSplit:
         train_edges=torch.stack([users[train], items[train]]),
         targets_by_stage={"valid": valid, "test": test},
         exclusions_by_stage={
-            stage: {u: _exclude(histories[stage][u], t) for u, t in targets.items()}
+            stage: _exclusions(users[seen[stage]], items[seen[stage]], targets)
             for stage, targets in (("valid", valid), ("test", test))
         },
         histories=histories,
@@ -146,14 +147,29 @@ def _by_user_and_time(data: HeteroData) -> Tensor:
     return store.edge_index[:, order]
 
 
-def related_split(data: HeteroData, relation: str, seed: int = 0, frac: float = 0.1) -> Split:
+def related_split(
+    data: HeteroData,
+    relation: str,
+    seed: int = 0,
+    frac: float = 0.1,
+    trained: Tensor | None = None,
+) -> Split:
     """Hold out `frac` of the relation's in-catalogue, non-self-loop directed edges as test and
     `frac` as validation (seeded permutation); the reverse of a held-out pair leaves training
-    too. Exclusions: the source's training neighbours in the relation, and the source."""
+    too. Exclusions: the source's training neighbours in the relation, and the source.
+
+    `trained` (sorted pair keys, `src * PAIR_SHIFT + dst`): pairs a model was already trained
+    on, e.g. before the graph grew and the permutation changed. Neither they nor their
+    reverses are held out; the permutation skips them. For a model trained on this very split
+    that changes nothing (everything it trained on comes after the held-out pairs), so
+    rebuilding the split from a checkpoint's record gives the split it was trained on."""
     edge_type = ("product", relation, "product")
     edges = _eligible(data, relation)
     perm = torch.randperm(edges.size(1), generator=torch.Generator().manual_seed(seed))
     n = round(frac * edges.size(1))
+    if trained is not None and trained.numel():
+        seen = torch.stack([trained // PAIR_SHIFT, trained % PAIR_SHIFT])
+        perm = perm[~(_isin_pairs(edges, seen) | _isin_pairs(edges.flip(0), seen))[perm]]
     test, valid = edges[:, perm[:n]], edges[:, perm[n : 2 * n]]
     held = torch.cat([test, valid], dim=1)
     hidden = torch.cat([held, held.flip(0)], dim=1)  # held-out pairs and their reverses
@@ -274,6 +290,19 @@ def _group(src: Tensor, dst: Tensor, keep_order: bool = False) -> dict[int, Tens
         k: d if keep_order else d.sort().values
         for k, d in zip(keys.tolist(), dst.split(counts.tolist()), strict=True)
     }
+
+
+def _exclusions(queries: Tensor, items: Tensor, targets: dict[int, Tensor]) -> dict[int, Tensor]:
+    """`_exclude` for every query with targets at once: its distinct `items` (paired with
+    `queries`) that are not among its targets, sorted."""
+    with_targets = torch.tensor(list(targets), dtype=torch.long)
+    lengths = torch.tensor([t.numel() for t in targets.values()], dtype=torch.long)
+    target_items = torch.cat([*targets.values(), torch.empty(0, dtype=torch.long)])
+    target_keys = torch.repeat_interleave(with_targets, lengths) * PAIR_SHIFT + target_items
+    keys = torch.unique(queries * PAIR_SHIFT + items)  # sorted by (query, item)
+    keep = torch.isin(keys // PAIR_SHIFT, with_targets) & ~torch.isin(keys, target_keys)
+    grouped = _group(keys[keep] // PAIR_SHIFT, keys[keep] % PAIR_SHIFT, keep_order=True)
+    return {q: grouped.get(q, torch.empty(0, dtype=torch.long)) for q in targets}
 
 
 def _with_self(neighbours: dict[int, Tensor], src: int) -> Tensor:

@@ -4,17 +4,20 @@ on the validation metric, reproducible seeds, CUDA autocast when present.
 Only `split.train_graph` (message passing) and `split.train_edges`/`split.history("valid")`
 (targets) are trained on; validation targets are read for early stopping only. A warm start
 passes the pairs its checkpoint was trained on: the targets are then the new ones plus a replay
-sample of the old (`fusion.replay`).
+sample of the old (`fusion.replay`), and the checkpoint's optimizer state, so that Adam resumes
+with the moment estimates it had rather than restarting (fresh second moments would take a full
+learning-rate step on every product row, rarely-bought products' included).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import resource
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -24,7 +27,7 @@ from torch import Tensor
 from fusion.device import autocast, resolve_device
 from fusion.evaluate import evaluate_scorer
 from fusion.model import PRODUCT, FusedModel
-from fusion.replay import Trained, is_new, window_and_replay
+from fusion.replay import ReplaySampler, Trained, is_new
 from fusion.splits import RecSplit, Split
 
 EdgeType = tuple[str, str, str]
@@ -45,8 +48,7 @@ class TrainConfig:
     metric: str = ""  # default: ndcg@10 (recommend), recall@20 (related)
     valid_queries: int = 4000  # validation queries sampled (fixed per run) for early stopping
     deterministic: bool = True  # bit-identical reruns for a seed (warns where CUDA cannot)
-    # Warm starts: old targets replayed per new one. 8 (4 epochs) reached 0.95-0.98 of a
-    # retrain's NDCG@10 on the Beauty replay benchmark, 3 reached 0.88 and 1 only 0.77.
+    # Warm starts: old targets replayed per new one, redrawn each epoch (docs/design.md).
     replay_ratio: float = 8.0
 
 
@@ -61,9 +63,12 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     targets: int = 0  # training targets per epoch
     window: int | None = None  # warm start: how many of them are new (the rest are replay)
+    stopped_by: str = "all epochs"  # or "early stopping" or "time budget"
+    # Adam's state at the best epoch (what a warm start resumes); not part of the report.
+    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "optimizer_state"}
 
 
 def seed_everything(seed: int) -> None:
@@ -78,18 +83,20 @@ def fit(
     config: TrainConfig | None = None,
     log: Callable[[str], None] | None = None,
     trained: Trained | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train `model` on `split`, keep the weights of the best validation epoch, and leave the
-    model in eval mode, ready for `full_sort_predict`. `trained` (a warm start: the pairs the
-    model was already trained on, `fusion.replay`) restricts the targets to the new pairs plus
-    `config.replay_ratio` × as many old ones."""
+    model in eval mode, ready for `full_sort_predict`. A warm start passes `trained` (the pairs
+    the model was already trained on, `fusion.replay`), which restricts each epoch's targets to
+    the new pairs plus `config.replay_ratio` × as many old ones, and the `optimizer_state` it
+    ended with (`TrainResult.optimizer_state`, rows aligned with the model's id tables)."""
     config = config or TrainConfig()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     # CPU index_add_/index_put backward are otherwise run-to-run nondeterministic.
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        return _fit(model, split, config, log, trained)
+        return _fit(model, split, config, log, trained, optimizer_state)
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
@@ -100,6 +107,7 @@ def _fit(
     config: TrainConfig,
     log: Callable[[str], None] | None,
     trained: Trained | None,
+    optimizer_state: dict[str, Any] | None,
 ) -> TrainResult:
     seed_everything(config.seed)
     device = resolve_device(config.device)
@@ -114,10 +122,14 @@ def _fit(
     # Without a validation stage (cold start) the best epoch is the lowest training loss.
     metric = (config.metric or task.metric) if valid.numel() else "-loss"
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+        for group in opt.param_groups:  # this run's settings, not the checkpoint's
+            group.update(lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
-    start, best, best_epoch, best_state = time.time(), -math.inf, 0, None
+    start, best, best_epoch, best_state, best_opt = time.perf_counter(), -math.inf, 0, None, None
     history: list[dict[str, float]] = []
-    epoch = 0
+    epoch, stopped_by = 0, "all epochs"
     for epoch in range(1, config.epochs + 1):
         model.train()
         total, steps = 0.0, 0
@@ -131,18 +143,26 @@ def _fit(
         model.eval()
         score = validate(model, split, valid, metric) if valid.numel() else -total / steps
         history.append(
-            {"epoch": epoch, "loss": total / steps, metric: score, "seconds": time.time() - start}
+            {
+                "epoch": epoch,
+                "loss": total / steps,
+                metric: score,
+                "seconds": time.perf_counter() - start,
+            }
         )
         if log:
             log(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
         if score > best:
             best, best_epoch = score, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_opt = copy.deepcopy(opt.state_dict())
         elif epoch - best_epoch >= config.patience and valid.numel():
+            stopped_by = "early stopping"
             break
         # Stop when another epoch as long as the mean so far would overrun the budget.
-        elapsed = time.time() - start
-        if elapsed * (epoch + 1) / epoch > 60 * config.max_minutes:
+        elapsed = time.perf_counter() - start
+        if epoch < config.epochs and elapsed * (epoch + 1) / epoch > 60 * config.max_minutes:
+            stopped_by = "time budget"
             break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -152,11 +172,13 @@ def _fit(
         best,
         best_epoch,
         epoch,
-        time.time() - start,
+        time.perf_counter() - start,
         peak_memory_mb(device),
         history,
-        len(task),
-        task.window,
+        targets=len(task),
+        window=task.window,
+        stopped_by=stopped_by,
+        optimizer_state=best_opt,
     )
 
 
@@ -193,7 +215,7 @@ def drop_products(
 
 class RecommendTask:
     """Next-item prediction over every prefix of each user's training sequence. On a warm start
-    only the window + replay positions are targets; their prefixes stay whole."""
+    each epoch's targets are the window + a replay draw; their prefixes stay whole."""
 
     metric = "ndcg@10"
 
@@ -205,26 +227,25 @@ class RecommendTask:
         config: TrainConfig | None = None,
     ) -> None:
         self.device = next(model.parameters()).device
-        length = model.config.max_history
-        prefixes, users, items, first = [], [], [], []
-        for user, seq in split.history("valid").items():
-            seq = seq.tolist()
-            prefixes += [seq[max(0, t - length) : t] for t in range(1, len(seq))]
-            users += [user] * len(seq)
-            items += seq
-            first += [True] + [False] * (len(seq) - 1)
-        users, items = torch.tensor(users, dtype=torch.long), torch.tensor(items, dtype=torch.long)
-        is_target = ~torch.tensor(first, dtype=torch.bool)  # a first item has no prefix
-        rows, self.window = torch.arange(len(prefixes)), None
-        if trained is not None:
-            new = is_new(users, items, trained, split)[is_target]
-            rows, self.window = replay_rows(new, config)
-        self.users, self.targets = users[is_target][rows], items[is_target][rows]
-        self.prefixes = pad_left([prefixes[r] for r in rows.tolist()], length)
+        history = split.history("valid")
+        users = torch.tensor(list(history), dtype=torch.long)
+        lengths = torch.tensor([len(seq) for seq in history.values()], dtype=torch.long)
+        items = torch.cat(list(history.values())) if history else torch.empty(0, dtype=torch.long)
+        starts = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        # Every position but a user's first is a target, predicted from the items before it.
+        position = torch.arange(items.numel())
+        is_target = position > starts
+        self.users = torch.repeat_interleave(users, lengths)[is_target]
+        self.targets = items[is_target]
+        self.prefixes = right_aligned(
+            items, starts[is_target], position[is_target], model.config.max_history
+        )
+        self.rows = sampler(self.users, self.targets, split, trained, config)
+        self.window = None if trained is None else self.rows.window
         attach_histories(model, split)
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.rows)
 
     def batches(
         self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
@@ -233,7 +254,7 @@ class RecommendTask:
         (`edges` and their propagated `feats`)."""
         edges = drop_products(model.edges, model.num_nodes[PRODUCT], cold_frac, gen)
         feats = model.propagate(edges)
-        for idx in torch.randperm(len(self.targets), generator=gen).split(size):
+        for idx in self.rows.draw(gen).split(size):
             yield {
                 "query": self.prefixes[idx].to(self.device),
                 "target": self.targets[idx].to(self.device),
@@ -243,9 +264,9 @@ class RecommendTask:
 
 
 class RelatedTask:
-    """Product→Product link prediction on the split's training edges. Each epoch splits them
-    into `chunks`; a chunk's edges leave message passing while they are the targets, so the
-    model cannot just read the edge it is asked to predict."""
+    """Product→Product link prediction on the split's training edges. Each epoch splits its
+    targets into `chunks`; a chunk's edges leave message passing while they are the targets, so
+    the model cannot just read the edge it is asked to predict."""
 
     metric = "recall@20"
     chunks = 4
@@ -258,11 +279,9 @@ class RelatedTask:
         config: TrainConfig | None = None,
     ) -> None:
         self.device = next(model.parameters()).device
-        self.pairs, self.window = split.train_edges, None
-        if trained is not None:
-            new = is_new(*self.pairs, trained, split)
-            rows, self.window = replay_rows(new, config)
-            self.pairs = self.pairs[:, rows]
+        self.pairs = split.train_edges
+        self.rows = sampler(*self.pairs, split, trained, config)
+        self.window = None if trained is None else self.rows.window
         self.n = model.num_nodes[PRODUCT]
         self.edge_types = [
             (PRODUCT, split.relation, PRODUCT),
@@ -270,14 +289,13 @@ class RelatedTask:
         ]
 
     def __len__(self) -> int:
-        return self.pairs.shape[1]
+        return len(self.rows)
 
     def batches(
         self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
     ) -> Iterator[Batch]:
         """As `RecommendTask.batches`, one message-passing graph per chunk."""
-        order = torch.randperm(self.pairs.shape[1], generator=gen)
-        for part in order.chunk(self.chunks):
+        for part in self.rows.draw(gen).chunk(self.chunks):
             src, dst = self.pairs[:, part]
             edges = drop_products(self._without(model.edges, src, dst), self.n, cold_frac, gen)
             feats = model.propagate(edges)
@@ -300,10 +318,19 @@ class RelatedTask:
         return out
 
 
-def replay_rows(new: Tensor, config: TrainConfig | None) -> tuple[Tensor, int]:
-    """Rows of a warm start's targets (window + seeded replay) and the window's size."""
-    config = config or TrainConfig()
-    return window_and_replay(new, config.replay_ratio, config.seed)
+def sampler(
+    queries: Tensor,
+    products: Tensor,
+    split: Split,
+    trained: Trained | None,
+    config: TrainConfig | None,
+) -> ReplaySampler:
+    """Which of the (query, product) target rows an epoch trains on: all of them, or on a warm
+    start the ones beyond `trained` plus a replay draw of the rest."""
+    if trained is None:
+        return ReplaySampler(torch.ones(queries.numel(), dtype=torch.bool), 0.0)
+    ratio = (config or TrainConfig()).replay_ratio
+    return ReplaySampler(is_new(queries, products, trained, split), ratio)
 
 
 def attach_histories(model: FusedModel, split: RecSplit) -> None:
@@ -322,15 +349,20 @@ def attach_histories(model: FusedModel, split: RecSplit) -> None:
 
 def history_matrix(history: dict[int, Tensor], num_users: int, length: int) -> Tensor:
     """``[num_users, length]`` right-aligned matrix of each user's last `length` items."""
-    seqs = [history.get(u, torch.empty(0, dtype=torch.long)).tolist() for u in range(num_users)]
-    return pad_left(seqs, length)
+    lengths = torch.zeros(num_users, dtype=torch.long)
+    lengths[list(history)] = torch.tensor([len(seq) for seq in history.values()], dtype=torch.long)
+    items = torch.empty(int(lengths.sum()), dtype=torch.long)
+    ends = torch.cumsum(lengths, 0)
+    for user, seq in history.items():
+        items[ends[user] - len(seq) : ends[user]] = seq
+    return right_aligned(items, ends - lengths, ends, length)
 
 
-def pad_left(seqs: list[list[int]], length: int) -> Tensor:
-    """Right-aligned ``[len(seqs), length]`` matrix of the last `length` items, -1 padded."""
-    out = torch.full((len(seqs), length), -1, dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        tail = seq[-length:]
-        if tail:
-            out[row, length - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+def right_aligned(items: Tensor, starts: Tensor, ends: Tensor, length: int) -> Tensor:
+    """``[len(starts), length]``: row r holds the last `length` of ``items[starts[r]:ends[r]]``,
+    right-aligned, -1 padded on the left."""
+    cols = ends.unsqueeze(1) - length + torch.arange(length)
+    inside = cols >= starts.unsqueeze(1)
+    out = torch.full(cols.shape, -1, dtype=torch.long)
+    out[inside] = items[cols[inside]]
     return out

@@ -52,12 +52,16 @@ def train(
         Path | None,
         typer.Option(
             help="Continue from this checkpoint (same text model and task; new nodes allowed), "
-            "training on what is new since it plus a replay sample of the old."
+            "training on what is new since it plus a replay sample of the old, resuming its "
+            "optimizer."
         ),
     ] = None,
     replay_ratio: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Warm start: old targets replayed per new one [default: 8]."),
+        typer.Option(
+            min=0.0,
+            help="Warm start: old targets replayed per new one, redrawn each epoch [default: 8].",
+        ),
     ] = None,
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
@@ -90,7 +94,8 @@ def train(
         _, result, _ = run_train(store, options, out, log=err.print)
     typer.echo(
         f"best {result.metric} {result.best:.4f} at epoch {result.best_epoch} of {result.epochs}"
-        f" in {result.seconds:.0f} s (peak memory {result.peak_memory_mb:.0f} MB); saved {out}"
+        f" (ended by {result.stopped_by}) in {result.seconds:.0f} s"
+        f" (peak memory {result.peak_memory_mb:.0f} MB); saved {out}"
     )
 
 

@@ -1,5 +1,5 @@
 """Checkpoints: round trip, atomic replacement, refusal on another graph or text model, the
-record of the training pairs, id tables that grow with new nodes."""
+record of the training pairs, id tables (and their optimizer moments) that grow with new nodes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fusion import checkpoint
 from fusion.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint,
+    load_optimizer_state,
     read_metrics,
     read_trained,
     save_checkpoint,
@@ -53,6 +54,14 @@ def test_refuses_another_graph(beauty, saved):
         load_checkpoint(path, other, text, TEXT_MODEL)
 
 
+def test_refuses_another_graph_schema(beauty, saved):
+    _, text, path = saved
+    older = copy.copy(beauty)  # a graph without one relation (as another kgrec version's)
+    del older["product", "bought_together", "product"]
+    with pytest.raises(CheckpointMismatchError, match="another graph schema.*bought_together"):
+        load_checkpoint(path, older, text, TEXT_MODEL)
+
+
 def test_a_failed_save_leaves_the_previous_checkpoint(beauty, saved, monkeypatch):
     model, text, path = saved
     before = (path / checkpoint.WEIGHTS).read_bytes()
@@ -77,12 +86,8 @@ def test_records_what_it_was_trained_on(beauty, saved, tmp_path):
 
 def test_new_nodes_grow_the_id_tables(beauty, saved):
     model, text, path = saved
-    grown = copy.copy(beauty)
-    ids = list(beauty["product"].node_id)
-    new_id = "0000NEW"  # sorts first: every known product moves one row down
-    grown["product"].node_id = sorted([*ids, new_id])
-    grown["product"].num_nodes = len(ids) + 1
-    text = torch.cat([text[:1], text])
+    grown, text = _grown(beauty, text)
+    ids = beauty["product"].node_id
     with pytest.raises(CheckpointMismatchError):
         load_checkpoint(path, grown, text, TEXT_MODEL)
     loaded = load_checkpoint(path, grown, text, TEXT_MODEL, allow_new_nodes=True)
@@ -90,3 +95,34 @@ def test_new_nodes_grow_the_id_tables(beauty, saved):
     assert rows.shape[0] == len(ids) + 1
     assert torch.equal(rows[0], torch.zeros_like(rows[0]))
     assert torch.equal(rows[1:], model.item_ids.weight)
+
+
+def _grown(beauty, text):
+    """`beauty` with one new product whose id sorts first: every known product moves a row."""
+    grown = copy.copy(beauty)
+    ids = list(beauty["product"].node_id)
+    grown["product"].node_id = sorted([*ids, "0000NEW"])
+    grown["product"].num_nodes = len(ids) + 1
+    return grown, torch.cat([text[:1], text])
+
+
+def test_optimizer_moments_follow_the_ids(beauty, saved, tmp_path):
+    model, text, path = saved
+    assert load_optimizer_state(path, model, beauty) is None  # saved without one
+    opt = torch.optim.Adam(model.parameters())
+    model.train()
+    model.item_embeddings().pow(2).sum().backward()  # touches every id row
+    opt.step()
+    path = save_checkpoint(model, beauty, tmp_path / "opt", optimizer_state=opt.state_dict())
+    grown, text = _grown(beauty, text)
+    loaded = load_checkpoint(path, grown, text, TEXT_MODEL, allow_new_nodes=True)
+    state = load_optimizer_state(path, loaded, grown)
+    names = [name for name, _ in loaded.named_parameters()]
+    rows = state["state"][names.index("item_ids.weight")]
+    before = opt.state_dict()["state"][names.index("item_ids.weight")]
+    for moment in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(rows[moment][0], torch.zeros_like(rows[moment][0]))
+        assert torch.equal(rows[moment][1:], before[moment])
+    resumed = torch.optim.Adam(loaded.parameters())
+    resumed.load_state_dict(state)  # fits the grown model
+    assert resumed.state_dict()["state"][names.index("item_ids.weight")]["step"] == 1

@@ -1,10 +1,10 @@
-"""Window + replay selection: what counts as new since a checkpoint, and the replay sample."""
+"""Window + replay: what counts as new since a checkpoint, and each epoch's replay draw."""
 
 from __future__ import annotations
 
 import torch
 
-from fusion.replay import is_new, occurrence, trained_pairs, window_and_replay
+from fusion.replay import ReplaySampler, is_new, occurrence, trained_pairs
 from fusion.splits import recommend_split
 
 
@@ -32,13 +32,25 @@ def test_occurrence_ranks_equal_keys_in_order():
     assert occurrence(torch.tensor([5, 3, 5, 5, 3, 7])).tolist() == [0, 0, 1, 2, 1, 0]
 
 
-def test_window_and_replay_keeps_every_new_row_and_a_seeded_sample():
+def test_every_draw_keeps_every_new_row_and_redraws_the_replay():
     new = torch.zeros(100, dtype=torch.bool)
     new[[3, 50, 97]] = True
-    rows, window = window_and_replay(new, 2.0, seed=0)
-    assert window == 3 and len(rows) == 9 and torch.equal(rows, rows.sort().values)
-    assert set(new.nonzero().view(-1).tolist()) <= set(rows.tolist())
-    assert torch.equal(rows, window_and_replay(new, 2.0, seed=0)[0])
-    assert not torch.equal(rows, window_and_replay(new, 2.0, seed=1)[0])
-    assert window_and_replay(new, 0.0, seed=0)[0].tolist() == [3, 50, 97]
-    assert len(window_and_replay(new, 1000.0, seed=0)[0]) == 100  # at most every old row
+    rows = ReplaySampler(new, 2.0)
+    assert (rows.window, len(rows)) == (3, 9)
+    gen = torch.Generator().manual_seed(0)
+    draws = [rows.draw(gen) for _ in range(20)]
+    for draw in draws:
+        assert len(draw) == 9 and len(set(draw.tolist())) == 9
+        assert {3, 50, 97} <= set(draw.tolist())
+    replayed = set().union(*(set(d.tolist()) for d in draws)) - {3, 50, 97}
+    assert len(replayed) > 60  # 20 draws of 6 cover most of the 97 old rows, not one fixed 6
+    again = torch.Generator().manual_seed(0)
+    assert all(torch.equal(d, rows.draw(again)) for d in draws)  # seeded
+    assert sorted(ReplaySampler(new, 0.0).draw(gen).tolist()) == [3, 50, 97]
+    assert len(ReplaySampler(new, 1000.0)) == 100  # at most every old row
+
+
+def test_a_cold_start_trains_every_row():
+    rows = ReplaySampler(torch.ones(7, dtype=torch.bool), 0.0)
+    assert rows.window == len(rows) == 7
+    assert sorted(rows.draw(torch.Generator().manual_seed(0)).tolist()) == list(range(7))

@@ -8,6 +8,7 @@ from torch_geometric.data import HeteroData
 from fusion.splits import (
     COLD_KEEPS,
     INTERACTED,
+    PAIR_SHIFT,
     PRODUCT_RELS,
     Split,
     cold_start_split,
@@ -85,6 +86,29 @@ def test_related_split_sizes_and_seed(beauty: HeteroData) -> None:
     assert _listed(a.test) != _listed(other.test)
     test = {(q, t) for q, ts in a.test.items() for t in ts.tolist()}
     assert not test & {(q, t) for q, ts in a.valid.items() for t in ts.tolist()}
+
+
+def _keys(pairs: set[tuple[int, int]]) -> Tensor:
+    return torch.tensor(sorted(a * PAIR_SHIFT + b for a, b in pairs), dtype=torch.long)
+
+
+def test_related_split_never_holds_out_what_a_model_trained_on(beauty: HeteroData) -> None:
+    plain = related_split(beauty, "also_viewed")
+    # Its own training pairs change nothing: a checkpoint's split is rebuilt exactly.
+    again = related_split(beauty, "also_viewed", trained=_keys(_pairs(plain.train_edges)))
+    assert _held_out(again) == _held_out(plain)
+    assert _pairs(again.train_edges) == _pairs(plain.train_edges)
+    # A model trained before the permutation changed (e.g. the graph grew) saw pairs that are
+    # held out now: they and their reverses stay in training, the rest fills the quota.
+    held = sorted(_held_out(plain))
+    seen = set(held[::3]) | set(sorted(_pairs(plain.train_edges))[::2])
+    warm = related_split(beauty, "also_viewed", trained=_keys(seen))
+    assert not _held_out(warm) & (seen | {(b, a) for a, b in seen})
+    for stage in ("valid", "test"):
+        sizes = [sum(t.numel() for t in s.targets(stage).values()) for s in (plain, warm)]
+        assert sizes[0] == sizes[1]
+    rebuilt = related_split(beauty, "also_viewed", trained=_keys(_pairs(warm.train_edges)))
+    assert _held_out(rebuilt) == _held_out(warm)
 
 
 def test_cold_start(beauty: HeteroData) -> None:

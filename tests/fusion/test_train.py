@@ -48,7 +48,7 @@ def test_recommendation_training_is_seeded(beauty):
 def test_no_epoch_starts_that_would_overrun_the_time_budget(beauty):
     split = related_split(beauty, "bought_together")
     result = fit(make(split, "related"), split, TrainConfig(**{**FAST, "max_minutes": 1e-6}))
-    assert result.epochs == 1 and len(result.history) == 1
+    assert result.epochs == 1 and len(result.history) == 1 and result.stopped_by == "time budget"
 
 
 def pairs(edge_index: torch.Tensor) -> set[int]:
@@ -108,26 +108,33 @@ def test_warm_start_trains_on_the_window_and_a_replay_sample(beauty):
     history = split.history("valid")
     trained = {users[u]: [products[p] for p in seq[:-1].tolist()] for u, seq in history.items()}
     window = {(u, seq[-1].item()) for u, seq in history.items() if len(seq) > 1}
-    old = {(u, p) for u, seq in history.items() for p in seq[1:-1].tolist()}
     model = make(split, "recommend")
     task = RecommendTask(model, split, trained, TrainConfig(replay_ratio=0.5))
-    rows = set(zip(task.users.tolist(), task.targets.tolist(), strict=True))
-    assert task.window == len(window) and window <= rows
-    assert len(task) == len(window) + round(0.5 * len(window)) and rows - window <= old
+    assert task.window == len(window) and len(task) == len(window) + round(0.5 * len(window))
+    pairs = list(zip(task.users.tolist(), task.targets.tolist(), strict=True))
+    assert {pairs[r] for r in task.rows.fresh.tolist()} == window
     # Prefixes stay whole: a window target is predicted from the user's every earlier item.
-    last = [i for i, t in enumerate(task.targets.tolist()) if (task.users[i].item(), t) in window]
-    u = task.users[last[0]].item()
-    prefix = task.prefixes[last[0]]
+    row = task.rows.fresh[0].item()
+    prefix = task.prefixes[row]
+    u = task.users[row].item()
     assert prefix[prefix >= 0].tolist() == history[u][:-1][-model.config.max_history :].tolist()
 
-    seen: list[int] = []
-    original = model.calculate_loss
-    model.calculate_loss = lambda batch: seen.extend(batch["target"].tolist()) or original(batch)
-    result = fit(
-        model, split, TrainConfig(**{**FAST, "epochs": 1, "replay_ratio": 0.5}), None, trained
+    epochs: list[list[int]] = []  # each epoch's targets; an epoch starts by propagating
+    propagate, loss = model.propagate, model.calculate_loss
+    model.propagate = lambda edges=None: (
+        (edges is not None and epochs.append([])) or propagate(edges)
     )
+    model.calculate_loss = lambda batch: epochs[-1].extend(batch["target"].tolist()) or loss(batch)
+    config = TrainConfig(**{**FAST, "epochs": 2, "replay_ratio": 0.5})
+    result = fit(model, split, config, None, trained)
     assert (result.window, result.targets) == (len(window), len(task))
-    assert sorted(seen) == sorted(task.targets.tolist())
+    assert len(epochs) == 2 and all(len(e) == len(task) for e in epochs)
+    window_targets = sorted(p for _, p in window)
+    for targets in epochs:  # every epoch: the whole window, and a fresh replay draw
+        rest = list(targets)
+        for p in window_targets:
+            rest.remove(p)  # raises if a window target is missing
+    assert sorted(epochs[0]) != sorted(epochs[1])
 
 
 def test_related_warm_start_trains_on_new_edges_and_replay(beauty):
@@ -139,8 +146,29 @@ def test_related_warm_start_trains_on_new_edges_and_replay(beauty):
         trained.setdefault(products[s], []).append(products[t])
     task = RelatedTask(make(split, "related"), split, trained, TrainConfig(replay_ratio=1.0))
     fresh = {tuple(e) for e in edges[len(edges) * 9 // 10 :]}
-    rows = {tuple(e) for e in task.pairs.t().tolist()}
+    drawn = task.pairs[:, task.rows.draw(torch.Generator().manual_seed(0))]
+    rows = {tuple(e) for e in drawn.t().tolist()}
     assert task.window == len(fresh) and fresh <= rows and len(rows) == 2 * len(fresh)
+
+
+def test_warm_start_resumes_the_optimizer(beauty):
+    split = related_split(beauty, "bought_together")
+    model = make(split, "related")
+    steps: list[int] = []
+    loss = model.calculate_loss
+    model.calculate_loss = lambda batch: steps.append(1) or loss(batch)
+    config = TrainConfig(**{**FAST, "epochs": 1})
+    first = fit(model, split, config)
+    cold_steps = len(steps)
+    products = split.train_graph["product"].node_id
+    trained: dict[str, list[str]] = {}
+    for s, t in split.train_edges[:, ::2].t().tolist():  # half the edges were trained on
+        trained.setdefault(products[s], []).append(products[t])
+    second = fit(model.train(), split, config, None, trained, first.optimizer_state)
+    # Adam's step counts go on from where the first run's best epoch left them.
+    counts = {state["step"].item() for state in second.optimizer_state["state"].values()}
+    assert counts == {len(steps)} and len(steps) > cold_steps
+    assert "optimizer_state" not in second.to_dict()
 
 
 def test_warm_start_with_nothing_new_is_refused(beauty):
