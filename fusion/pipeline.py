@@ -29,7 +29,7 @@ from fusion.evaluate import evaluate, to_markdown
 from fusion.model import FusedConfig, FusedModel
 from fusion.replay import Trained, trained_keys, trained_pairs
 from fusion.splits import RecSplit, Split, cold_start_split, recommend_split, related_split
-from fusion.train import TrainConfig, TrainResult, attach_histories, fit
+from fusion.train import TrainConfig, TrainResult, attach_histories, fit, seed_everything
 from kg.export import to_heterodata
 from kg.stores import Store, open_store
 from text_encoder import TextEncoder, default_cache_dir, encode_products
@@ -114,6 +114,7 @@ def train(
     if options.warm_start:
         model, optimizer_state = warm_model(options.warm_start, split, text, text_model, log)
     else:
+        seed_everything(options.train.seed)  # the initial weights too, not only the training
         model = FusedModel(split.train_graph, text, options.model)
     result = fit(model, split, options.train, log, trained, optimizer_state)
     metrics = {"relation": options.relation, "train": result.to_dict()}
@@ -170,8 +171,10 @@ def evaluate_checkpoint(
     reports = [evaluate(_scorers(model, split, text, baselines, log), split)]
     if cold_start_epochs and task == "related":
         cold = cold_start_split(data, split.relation)
+        cold_config = TrainConfig(epochs=cold_start_epochs)
+        seed_everything(cold_config.seed)
         cold_model = FusedModel(cold.train_graph, text, model.config)
-        cold_model.fit(cold, TrainConfig(epochs=cold_start_epochs), log)
+        cold_model.fit(cold, cold_config, log)
         reports.append(evaluate(_scorers(cold_model, cold, text, baselines, log), cold))
     return reports
 

@@ -19,12 +19,14 @@ from typing import Any
 
 import neo4j
 import pytest
+import torch
 from typer.testing import CliRunner, Result
 
 from fusion.checkpoint import CONFIG, ID_MAPS, META, OPTIMIZER, WEIGHTS, read_trained
 from fusion.cli import app
 from fusion.pipeline import WARM_EPOCHS, TrainOptions, load_graph, make_split, train
 from fusion.publish import RELATED_QUERY, VECTOR_QUERY
+from fusion.train import TrainConfig
 from kg.stores import open_store
 
 MAGAZINE = Path(os.environ["KGREC_DATA"]) / "amazon-magazine-2018"
@@ -252,6 +254,22 @@ def test_warm_start_trains_on_what_is_new(model: Path, work: Path, slice_rows):
     refused = run(*args[:4], "also_viewed", "--warm-start", model, "--out", work / "no")
     assert refused.exit_code == 1 and "learned relation 'also_bought'" in refused.stderr
     assert "Traceback" not in refused.output + refused.stderr and not (work / "no").exists()
+
+
+def test_the_initial_weights_follow_the_seed(built, monkeypatch, tmp_path: Path):
+    starts = []
+
+    def capture(model, *args):  # the model as training gets it; no need to train
+        starts.append({k: v.clone() for k, v in model.state_dict().items()})
+        raise InterruptedError
+
+    monkeypatch.setattr("fusion.pipeline.fit", capture)
+    for seed, noise in ((0, 1), (0, 1000), (1, 1)):
+        torch.rand(noise)  # whatever used the global RNG before must not matter
+        with pytest.raises(InterruptedError):
+            train(None, TrainOptions(train=TrainConfig(seed=seed)), tmp_path / "unused")
+    same, other = (all(torch.equal(starts[0][k], s[k]) for k in starts[0]) for s in starts[1:])
+    assert same and not other
 
 
 def _held_out_ids(split) -> set[tuple[str, str]]:
