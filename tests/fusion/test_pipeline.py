@@ -24,7 +24,15 @@ from typer.testing import CliRunner, Result
 
 from fusion.checkpoint import CONFIG, ID_MAPS, META, OPTIMIZER, WEIGHTS, read_trained
 from fusion.cli import app
-from fusion.pipeline import WARM_EPOCHS, TrainOptions, load_graph, make_split, train
+from fusion.pipeline import (
+    WARM_EPOCHS,
+    TrainOptions,
+    load_graph,
+    make_split,
+    text_vectors,
+    train,
+    warm_model,
+)
 from fusion.publish import RELATED_QUERY, VECTOR_QUERY
 from fusion.train import TrainConfig
 from kg.stores import open_store
@@ -254,6 +262,19 @@ def test_warm_start_trains_on_what_is_new(model: Path, work: Path, slice_rows):
     refused = run(*args[:4], "also_viewed", "--warm-start", model, "--out", work / "no")
     assert refused.exit_code == 1 and "learned relation 'also_bought'" in refused.stderr
     assert "Traceback" not in refused.output + refused.stderr and not (work / "no").exists()
+
+
+def test_a_checkpoint_without_optimizer_state_warm_starts_afresh(model: Path, work: Path):
+    older = work / "no-optimizer-state"
+    shutil.copytree(model, older)
+    (older / OPTIMIZER).unlink()
+    data = load_graph(None)
+    split = make_split(data, "related", "also_bought", read_trained(older))
+    text, text_model = text_vectors(data, progress=False)
+    said: list[str] = []
+    warm, state = warm_model(older, split, text, text_model, said.append)
+    assert state is None and said == [f"{older} holds no optimizer state: Adam starts afresh"]
+    assert warm.training and warm_model(model, split, text, text_model)[1] is not None
 
 
 def test_the_initial_weights_follow_the_seed(built, monkeypatch, tmp_path: Path):
