@@ -35,7 +35,7 @@ from kg.stores import Store, open_store
 from text_encoder import TextEncoder, default_cache_dir, encode_products
 
 Log = Callable[[str], None]
-WARM_EPOCHS = 4  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
+WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
 
 
 @dataclass

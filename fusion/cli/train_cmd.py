@@ -41,7 +41,7 @@ def train(
     relation: Relation = "also_bought",
     epochs: Annotated[
         int | None,
-        typer.Option(min=1, help="Most epochs (early stopping may end sooner) [30; warm: 4]."),
+        typer.Option(min=1, help="Most epochs (early stopping may end sooner) [30; warm: 3]."),
     ] = None,
     device: Device = "auto",
     text_model: TextModel = None,
