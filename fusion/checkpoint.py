@@ -14,8 +14,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import pickle
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,10 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint was trained on another graph or with another text model."""
 
 
+class CheckpointUnreadableError(ValueError):
+    """A checkpoint file is damaged: truncated, overwritten, or not one kgrec wrote."""
+
+
 def save_checkpoint(
     model: FusedModel,
     graph: HeteroData,
@@ -61,8 +67,12 @@ def save_checkpoint(
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
         _write_json(tmp / CONFIG, model.config.to_dict())
         save_id_maps(graph, tmp / ID_MAPS)
-        meta = {"text_model": model.config.text_model, "metrics": metrics or {}}
-        _write_json(tmp / META, {**meta, "relations": [list(et) for et in model.edge_types]})
+        meta = {
+            "text_model": model.config.text_model,
+            "metrics": metrics or {},
+            "relations": [list(et) for et in model.edge_types],
+        }
+        _write_json(tmp / META, meta)
         if trained is not None:
             with open(tmp / TRAINED, "wb") as f:
                 with gzip.open(f, "wt") as gz:  # ~150k pairs on Beauty: gzip is 10x smaller
@@ -106,7 +116,7 @@ def load_checkpoint(
             f"checkpoint {path} was trained with text model {config.text_model!r}, "
             f"but the text vectors come from {text_model!r}; re-encode or retrain"
         )
-    saved = load_id_maps(path / ID_MAPS)
+    saved = _read(path / ID_MAPS, load_id_maps)
     current = {t: list(graph[t].node_id) for t in graph.node_types}
     if set(saved) != set(current):
         raise CheckpointMismatchError(
@@ -119,7 +129,7 @@ def load_checkpoint(
                 f"({len(saved[node_type])} saved vs {len(current[node_type])} "
                 "now); retrain on this graph"
             )
-    state = torch.load(path / WEIGHTS, map_location=map_location, weights_only=True)
+    state = _read(path / WEIGHTS, lambda f: torch.load(f, map_location, weights_only=True))
     model = FusedModel(graph, text, config)
     _check_relations(path, meta.get("relations"), model.edge_types)
     model.load_state_dict(_follow_graph(state, saved, current))
@@ -148,11 +158,14 @@ def load_optimizer_state(
     path = Path(path)
     if not (path / OPTIMIZER).is_file():
         return None
-    saved = torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True)
+    saved = _read(path / OPTIMIZER, lambda f: torch.load(f, "cpu", weights_only=True))
     names, state = saved["names"], saved["state"]
     if names != [name for name, _ in model.named_parameters()]:
         raise CheckpointMismatchError(f"optimizer state in {path} does not match its model")
-    maps = load_id_maps(path / ID_MAPS), {t: list(graph[t].node_id) for t in graph.node_types}
+    maps = (
+        _read(path / ID_MAPS, load_id_maps),
+        {t: list(graph[t].node_id) for t in graph.node_types},
+    )
     per_param = state["state"]  # {parameter index: {"step", "exp_avg", "exp_avg_sq"}}
     for moment in ("exp_avg", "exp_avg_sq"):
         by_name = {names[i]: values[moment] for i, values in per_param.items()}
@@ -192,7 +205,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"no checkpoint at {path}: train one with `kgrec train` (or pass --checkpoint)"
         )
-    return {"config": _read_json(path / CONFIG), **_read_json(path / META)}
+    return {"config": _read(path / CONFIG, _read_json), **_read(path / META, _read_json)}
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
@@ -204,8 +217,7 @@ def read_trained(path: str | Path) -> Trained | None:
     file = Path(path) / TRAINED
     if not file.is_file():
         return None
-    with gzip.open(file, "rt") as f:
-        return json.load(f)
+    return _read(file, _read_gzip_json)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -215,6 +227,22 @@ def _write_json(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
 
 
+def _read(file: Path, load: Callable[[Path], Any]) -> Any:
+    """`load(file)`, a damaged file (or a missing one inside the checkpoint) named in the error."""
+    try:
+        return load(file)
+    except (OSError, EOFError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointUnreadableError(
+            f"checkpoint file {file} is unreadable ({reason}); retrain or restore it"
+        ) from exc
+
+
 def _read_json(path: Path) -> Any:
     with open(path) as f:
+        return json.load(f)
+
+
+def _read_gzip_json(path: Path) -> Any:
+    with gzip.open(path, "rt") as f:
         return json.load(f)

@@ -1,5 +1,6 @@
 """Checkpoints: round trip, atomic replacement, refusal on another graph or text model, the
-record of the training pairs, id tables (and their optimizer moments) that grow with new nodes."""
+record of the training pairs, id tables (and their optimizer moments) that grow with new nodes,
+damaged files named."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from fusion import checkpoint
 from fusion.checkpoint import (
     CheckpointMismatchError,
+    CheckpointUnreadableError,
     load_checkpoint,
     load_optimizer_state,
     read_metrics,
@@ -126,3 +128,16 @@ def test_optimizer_moments_follow_the_ids(beauty, saved, tmp_path):
     resumed = torch.optim.Adam(loaded.parameters())
     resumed.load_state_dict(state)  # fits the grown model
     assert resumed.state_dict()["state"][names.index("item_ids.weight")]["step"] == 1
+
+
+@pytest.mark.parametrize(
+    "name", [checkpoint.WEIGHTS, checkpoint.META, checkpoint.ID_MAPS, checkpoint.OPTIMIZER]
+)
+def test_a_damaged_file_is_named(beauty, saved, tmp_path, name):
+    model, text, _ = saved
+    opt = torch.optim.Adam(model.parameters())
+    path = save_checkpoint(model, beauty, tmp_path / "opt", optimizer_state=opt.state_dict())
+    file = path / name
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])  # truncated
+    with pytest.raises(CheckpointUnreadableError, match=f"checkpoint file {file} is unreadable"):
+        load_optimizer_state(path, load_checkpoint(path, beauty, text, TEXT_MODEL), beauty)
