@@ -20,12 +20,13 @@ from pathlib import Path
 
 import torch
 
-from fusion.baselines import LightGCNScorer, PopularityScorer, TextScorer
-from fusion.evaluate import evaluate, to_markdown
-from fusion.model import FusedConfig, FusedModel
-from fusion.pipeline import make_split, text_vectors
-from fusion.splits import cold_start_split
-from fusion.train import TrainConfig
+from fusion.config import FusedConfig, TrainConfig
+from fusion.data.graph import make_split, text_vectors
+from fusion.data.splits import cold_start_split
+from fusion.evaluation.harness import evaluate, to_markdown
+from fusion.model.baselines import LightGCNScorer, PopularityScorer, TextScorer
+from fusion.model.fused import FusedModel
+from fusion.training.loop import fit
 from kg.cleaning import clean
 from kg.export import to_heterodata
 from kg.readers import read_beauty
@@ -70,7 +71,7 @@ def run(data, text, text_model, task, relation, args) -> None:
     split = make_split(data, task, relation)
     config = FusedConfig(task=task, text_model=text_model)
     fused = FusedModel(split.train_graph, text, config)
-    train = fused.fit(split, TrainConfig(max_minutes=args.max_minutes), log=print)
+    train = fit(fused, split, TrainConfig(max_minutes=args.max_minutes), log=print)
     scorers = {
         "popularity": PopularityScorer().fit(split),
         "text-only": TextScorer(text).fit(split),
@@ -88,7 +89,7 @@ def run(data, text, text_model, task, relation, args) -> None:
 def run_cold(data, text, text_model, relation, args) -> None:
     split = cold_start_split(data, relation)
     fused = FusedModel(split.train_graph, text, FusedConfig(task="related", text_model=text_model))
-    train = fused.fit(split, TrainConfig(epochs=args.cold_epochs), log=print)
+    train = fit(fused, split, TrainConfig(epochs=args.cold_epochs), log=print)
     scorers = {
         "popularity": PopularityScorer().fit(split),
         "text-only": TextScorer(text).fit(split),

@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from fusion.query import Recommender
+from fusion.serving.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("KGREC_DATA") or ROOT.parent / "shared" / "data")
@@ -230,8 +230,8 @@ def main() -> None:
     args = parser.parse_args()
     prepare(args)
     load_start = os.getloadavg()
-    # As each server process runs it (`fusion.serve.load`), timing the neighbour table and the
-    # full scan that answers without it (filters too selective for the table, new products).
+    # As each server process runs it (`fusion.serving.rest.load`), timing the neighbour table and
+    # the full scan that answers without it (filters too selective for the table, new products).
     rec = Recommender.load(args.checkpoint, args.store)
     torch.set_num_threads(1)
     ids = list(rec.product_ids)

@@ -50,14 +50,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.baselines import TextScorer
-from fusion.checkpoint import load_checkpoint
-from fusion.evaluate import evaluate
-from fusion.model import FusedModel
-from fusion.pipeline import WARM_EPOCHS, TrainOptions, load_graph, text_vectors
+from fusion.config import WARM_EPOCHS, TrainConfig, TrainOptions
+from fusion.data.graph import load_graph, text_vectors
+from fusion.data.splits import PRODUCT_RELS, RecSplit, Split, recommend_split
+from fusion.evaluation.harness import evaluate
+from fusion.model.baselines import TextScorer
+from fusion.model.checkpoint import load_checkpoint
+from fusion.model.fused import FusedModel
 from fusion.pipeline import train as run_train
-from fusion.splits import PRODUCT_RELS, RecSplit, Split, recommend_split
-from fusion.train import TrainConfig, attach_histories
+from fusion.training.tasks import attach_histories
 from kg.cleaning import clean
 from kg.export import to_heterodata
 from kg.readers import read_beauty
@@ -265,7 +266,7 @@ def test_metrics(ckpt: Path, split: RecSplit, text: Tensor, text_model: str) -> 
 
 class ItemCosine:
     """Related items of a recommendation model as `kgrec related` ranks them
-    (`fusion.query_model`): cosine of the fused product vectors."""
+    (`fusion.serving.query_model`): cosine of the fused product vectors."""
 
     def __init__(self, model: FusedModel) -> None:
         with torch.no_grad():

@@ -7,17 +7,19 @@ Everything here composes the packages; none of the modelling lives here.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
-from torch_geometric.data import HeteroData
 
-from fusion.baselines import LightGCNScorer, PopularityScorer, TextScorer
-from fusion.checkpoint import (
+from fusion.config import TrainConfig, TrainOptions
+from fusion.data.graph import load_graph, make_split, text_vectors
+from fusion.data.replay import trained_pairs
+from fusion.data.splits import RecSplit, Split, cold_start_split
+from fusion.evaluation.harness import evaluate
+from fusion.model.baselines import LightGCNScorer, PopularityScorer, TextScorer
+from fusion.model.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint,
     load_optimizer_state,
@@ -25,71 +27,11 @@ from fusion.checkpoint import (
     read_trained,
     save_checkpoint,
 )
-from fusion.evaluate import evaluate, to_markdown
-from fusion.model import FusedConfig, FusedModel
-from fusion.replay import Trained, trained_keys, trained_pairs
-from fusion.splits import RecSplit, Split, cold_start_split, recommend_split, related_split
-from fusion.train import TrainConfig, TrainResult, attach_histories, fit, seed_everything
-from kg.export import to_heterodata
-from kg.stores import Store, open_store
-from text_encoder import TextEncoder, default_cache_dir, encode_products
+from fusion.model.fused import FusedModel
+from fusion.training.loop import TrainResult, fit, seed_everything
+from fusion.training.tasks import attach_histories
 
 Log = Callable[[str], None]
-WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
-
-
-@dataclass
-class TrainOptions:
-    task: str = "related"  # related | recommend
-    relation: str = "also_bought"  # the Product→Product relation for task=related
-    text_model: str | None = None  # None = bundled all-MiniLM-L6-v2
-    device: str = "auto"
-    # Checkpoint to continue from: trains on what is new since it plus a replay sample of the
-    # old (`train.replay_ratio`), resuming its optimizer; set `train.epochs` small (WARM_EPOCHS).
-    warm_start: Path | None = None
-    model: FusedConfig = field(default_factory=FusedConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def load_graph(store_uri: str | None) -> HeteroData:
-    with open_store(store_uri) as store:
-        return graph_of(store)
-
-
-def graph_of(store: Store) -> HeteroData:
-    """The store's graph as HeteroData; an empty store is an error worth a clear message."""
-    data = to_heterodata(store)
-    if data["product"].num_nodes == 0:
-        raise ValueError("the store holds no products: run `kgrec build` first")
-    return data
-
-
-def text_vectors(
-    data: HeteroData, text_model: str | None = None, device: str = "auto", progress: bool = True
-) -> tuple[Tensor, str]:
-    """Every product's text vector (through the on-disk cache) and the text model's id."""
-    encoder = TextEncoder.from_pretrained(text_model, device=device)
-    product = data["product"]
-    vectors, _ = encode_products(
-        encoder, product.node_id, product.text_fields, default_cache_dir(), progress=progress
-    )
-    return vectors.vectors, encoder.model_id
-
-
-def make_split(data: HeteroData, task: str, relation: str, trained: Trained | None = None) -> Split:
-    """The task's split of `data`. `trained`: the pairs a checkpoint was trained on, which a
-    related-items split never holds out (the graph may have grown since; recommendation splits
-    are by time, so what a model trained on stays training)."""
-    if task == "recommend":
-        return recommend_split(data)
-    if task == "related":
-        if ("product", relation, "product") not in data.edge_types:
-            raise ValueError(f"unknown relation {relation!r}")
-        if data["product", relation, "product"].num_edges == 0:
-            raise ValueError(f"the graph has no {relation!r} edges to learn or evaluate")
-        seen = None if trained is None else trained_keys(trained, data, "product")
-        return related_split(data, relation, trained=seen)
-    raise ValueError(f"task must be 'related' or 'recommend', got {task!r}")
 
 
 def train(
@@ -174,7 +116,7 @@ def evaluate_checkpoint(
         cold_config = TrainConfig(epochs=cold_start_epochs)
         seed_everything(cold_config.seed)
         cold_model = FusedModel(cold.train_graph, text, model.config)
-        cold_model.fit(cold, cold_config, log)
+        fit(cold_model, cold, cold_config, log)
         reports.append(evaluate(_scorers(cold_model, cold, text, baselines, log), cold))
     return reports
 
@@ -189,14 +131,3 @@ def _scorers(model: FusedModel, split: Split, text: Tensor, baselines: bool, log
         scorers["graph-only (LightGCN)"] = LightGCNScorer().fit(split)
     scorers["fused"] = model
     return scorers
-
-
-def write_reports(reports: list[dict[str, Any]], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(reports, indent=2))
-    return path
-
-
-def markdown(reports: list[dict[str, Any]]) -> str:
-    return "\n\n".join(to_markdown(r) for r in reports)

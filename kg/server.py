@@ -85,7 +85,7 @@ def connection_settings(config: ServerConfig | None = None) -> Neo4jSettings:
     external = external_settings()
     if external:
         return external
-    config = _as_configured(config or ServerConfig.from_env())
+    config = configured(config or ServerConfig.from_env())
     password = read_password(config)
     if password is None:
         raise ServerError(f"no local Neo4j server in {config.home}; run `kgrec neo4j start`")
@@ -104,7 +104,7 @@ def ensure_running(config: ServerConfig | None = None, timeout: float = 180.0) -
 
 
 def status(config: ServerConfig) -> ServerStatus:
-    config = _as_configured(config)
+    config = configured(config)
     pid = _live_pid(config)
     return ServerStatus(pid is not None, config.uri, pid, NEO4J_VERSION, config.home)
 
@@ -191,7 +191,7 @@ def log_tail(config: ServerConfig, lines: int = 30) -> str:
     return "\n".join(parts) or f"(no logs in {config.logs_dir})"
 
 
-def _as_configured(config: ServerConfig) -> ServerConfig:
+def configured(config: ServerConfig) -> ServerConfig:
     """`config` with the ports of the conf last written in its home (the ones the server uses)."""
     conf = config.conf_dir / "neo4j.conf"
     if not conf.exists():
@@ -211,6 +211,11 @@ def _locked(path: Path) -> Iterator[None]:
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def ports_free(config: ServerConfig) -> bool:
+    """Whether both of `config`'s ports can be bound on 127.0.0.1 now."""
+    return _port_free(config.bolt_port) and _port_free(config.http_port)
 
 
 def _check_ports(config: ServerConfig) -> None:

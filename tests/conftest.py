@@ -1,7 +1,8 @@
 """Shared fixtures. Neo4j tests run against a dedicated, disposable server, never a user's own.
 
 `neo4j_settings` starts, with the same `kg.server.ensure_running` users run, a test instance in
-${KGREC_TEST_HOME:-/tmp/kgrec-test}/neo4j on 127.0.0.1 ports 17687 (bolt) and 17474 (http), unless
+${KGREC_TEST_HOME:-/tmp/kgrec-test}/neo4j on 127.0.0.1 on two free ports (the ones its last run used
+when they are still free or it is still running), unless
 KGREC_TEST_NEO4J_URI (+ KGREC_TEST_NEO4J_USER, KGREC_TEST_NEO4J_PASSWORD) names a disposable
 server. The jars come from the usual cache (${KGREC_CACHE:-~/.cache/kgrec}).
 
@@ -13,6 +14,7 @@ reason: they are never skipped.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import neo4j
@@ -32,10 +34,33 @@ for _var in ("NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD"):
     os.environ.pop(_var, None)
     if os.environ.get(f"KGREC_TEST_{_var}"):
         os.environ[_var] = os.environ[f"KGREC_TEST_{_var}"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _test_ports() -> tuple[int, int]:
+    """The test server's ports: those of its last run when it still runs or they are free (so
+    a re-run reuses the server), else two free ones — never a fixed port another program holds."""
+    unset = server.ServerConfig(home=TEST_HOME.absolute(), bolt_port=0, http_port=0)
+    last = server.configured(unset)
+    if last.bolt_port and (server.status(last).running or server.ports_free(last)):
+        return last.bolt_port, last.http_port
+    bolt = _free_port()
+    http = _free_port()
+    while http == bolt:
+        http = _free_port()
+    return bolt, http
+
+
+_BOLT, _HTTP = _test_ports()
 os.environ.update(
     KGREC_NEO4J_HOME=str(TEST_HOME),
-    KGREC_NEO4J_BOLT_PORT="17687",
-    KGREC_NEO4J_HTTP_PORT="17474",
+    KGREC_NEO4J_BOLT_PORT=str(_BOLT),
+    KGREC_NEO4J_HTTP_PORT=str(_HTTP),
     KGREC_NEO4J_HEAP="512m",
     KGREC_NEO4J_PAGECACHE="256m",
 )

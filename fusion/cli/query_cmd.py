@@ -14,7 +14,7 @@ from rich.table import Table
 from fusion.cli.common import DEFAULT_CHECKPOINT, Checkpoint, StoreUri, user_errors
 
 if TYPE_CHECKING:  # torch/fastapi load only when a command runs
-    from fusion.query import Filters, Recommender, Result
+    from fusion.serving.recommender import Filters, Recommender, Result
 
 
 K = Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Number of answers.")]
@@ -93,7 +93,7 @@ def publish(
     store: StoreUri = None,
 ) -> None:
     """Write product vectors (+ vector index) and top-K RELATED_TO into Neo4j."""
-    from fusion.publish import publish as write_back
+    from fusion.serving.publish import publish as write_back
 
     with _answering(checkpoint, store) as rec:
         rec.name = model or rec.name
@@ -115,7 +115,7 @@ def serve(
     store: StoreUri = None,
 ) -> None:
     """Serve related/recommend/search over HTTP (OpenAPI docs at /docs)."""
-    from fusion.serve import serve as run
+    from fusion.serving.rest import serve as run
 
     with user_errors():
         run(checkpoint, store, host=host, port=port, workers=workers, access_log=access_log)
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
 @contextmanager
 def _answering(checkpoint: Path, store: str | None) -> Iterator[Recommender]:
     """The loaded recommender; expected failures become one message and exit code 1."""
-    from fusion.query import Recommender
+    from fusion.serving.recommender import Recommender
 
     with user_errors():
         rec = Recommender.load(checkpoint, store)
@@ -155,7 +155,7 @@ def _filters(
     max_price: float | None,
     in_catalogue: bool,
 ) -> Filters:
-    from fusion.query import Filters
+    from fusion.serving.recommender import Filters
 
     return Filters(
         brand=brand,
@@ -168,7 +168,7 @@ def _filters(
 
 def show(query: str, results: list[Result], as_json: bool) -> None:
     if as_json:
-        from fusion.serve import Answer
+        from fusion.serving.rest import Answer
 
         typer.echo(Answer(query=query, results=results).model_dump_json(indent=2))
         return

@@ -68,10 +68,8 @@ def train(
 ) -> None:
     """Train the GNN and the text/graph fusion layer jointly; held-out edges never reach
     training; the best validation epoch is checkpointed atomically to --out."""
-    from fusion.model import FusedConfig
-    from fusion.pipeline import WARM_EPOCHS, TrainOptions
+    from fusion.config import WARM_EPOCHS, FusedConfig, TrainConfig, TrainOptions
     from fusion.pipeline import train as run_train
-    from fusion.train import TrainConfig
 
     if epochs is None:
         epochs = WARM_EPOCHS if warm_start else TrainConfig.epochs
@@ -113,7 +111,8 @@ def evaluate(
 ) -> None:
     """Full-ranking evaluation (Recall/HR/NDCG@10,20, MRR) of the checkpoint and the baselines
     on the split it was trained on."""
-    from fusion.pipeline import evaluate_checkpoint, markdown, write_reports
+    from fusion.evaluation.harness import markdown, write_reports
+    from fusion.pipeline import evaluate_checkpoint
 
     with user_errors():
         reports = evaluate_checkpoint(checkpoint, store, baselines, cold_start_epochs, err.print)
@@ -136,10 +135,11 @@ def pipeline(
 ) -> None:
     """Build the graph, train, evaluate against the baselines, and show the related items
     (with explanations) of one sample product: the whole job in one command."""
-    from fusion.pipeline import TrainOptions, evaluate_checkpoint, markdown, write_reports
+    from fusion.config import TrainConfig, TrainOptions
+    from fusion.evaluation.harness import markdown, write_reports
+    from fusion.pipeline import evaluate_checkpoint
     from fusion.pipeline import train as run_train
-    from fusion.query import Recommender
-    from fusion.train import TrainConfig
+    from fusion.serving.recommender import Recommender
     from kg.build import build
 
     console = Console()

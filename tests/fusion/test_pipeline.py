@@ -22,19 +22,12 @@ import pytest
 import torch
 from typer.testing import CliRunner, Result
 
-from fusion.checkpoint import CONFIG, ID_MAPS, META, OPTIMIZER, WEIGHTS, read_trained
 from fusion.cli import app
-from fusion.pipeline import (
-    WARM_EPOCHS,
-    TrainOptions,
-    load_graph,
-    make_split,
-    text_vectors,
-    train,
-    warm_model,
-)
-from fusion.publish import RELATED_QUERY, VECTOR_QUERY
-from fusion.train import TrainConfig
+from fusion.config import WARM_EPOCHS, TrainConfig, TrainOptions
+from fusion.data.graph import load_graph, make_split, text_vectors
+from fusion.model.checkpoint import CONFIG, ID_MAPS, META, OPTIMIZER, WEIGHTS, read_trained
+from fusion.pipeline import train, warm_model
+from fusion.serving.publish import RELATED_QUERY, VECTOR_QUERY
 from kg.stores import open_store
 
 MAGAZINE = Path(os.environ["KGREC_DATA"]) / "amazon-magazine-2018"

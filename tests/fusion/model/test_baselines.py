@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from fusion.baselines import LightGCNScorer, PopularityScorer, TextScorer
-from fusion.evaluate import evaluate, evaluate_scorer, to_markdown, write_reports
-from fusion.splits import recommend_split, related_split
+from fusion.data.splits import recommend_split, related_split
+from fusion.evaluation.harness import evaluate, evaluate_scorer, to_markdown, write_reports
+from fusion.model.baselines import LightGCNScorer, PopularityScorer, TextScorer
 
 
 def _vectors(n: int, d: int = 16) -> torch.Tensor:

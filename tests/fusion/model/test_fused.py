@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusion.model import FusedConfig, FusedModel
-from fusion.splits import recommend_split
-from fusion.train import history_matrix
+from fusion.config import FusedConfig
+from fusion.data.histories import history_matrix
+from fusion.data.splits import recommend_split
+from fusion.model.fused import FusedModel
 
 
 def text_for(data, dim: int = 32, seed: int = 0) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Any, LiteralString
 import neo4j
 from pydantic import BaseModel
 
-from fusion.query import Recommender, top_related
+from fusion.serving.recommender import Recommender, top_related
 from kg.schema import Label
 from kg.stores import Neo4jStore, StoreError
 

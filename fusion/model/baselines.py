@@ -1,7 +1,7 @@
 """Baselines every fused-model number is reported against, on the same split (data README,
 "Evaluation protocols"): popularity, text-only cosine and graph-only LightGCN.
 
-All follow the scorer contract of `fusion.evaluate.Scorer`: `fit(split)`, then
+All follow the scorer contract of `fusion.evaluation.harness.Scorer`: `fit(split)`, then
 `full_sort_predict(query_idx, stage) -> [B, num_products]`.
 """
 
@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
-from fusion.evaluate import evaluate_scorer
-from fusion.splits import RecSplit, Split, Stage
+from fusion.data.splits import RecSplit, Split, Stage
+from fusion.evaluation.harness import evaluate_scorer
 
 
 class PopularityScorer:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from fusion.replay import ReplaySampler, is_new, occurrence, trained_pairs
-from fusion.splits import recommend_split
+from fusion.data.replay import ReplaySampler, is_new, occurrence, trained_pairs
+from fusion.data.splits import recommend_split
 
 
 def test_trained_pairs_are_the_training_pairs_by_id(tiny):

@@ -1,9 +1,10 @@
 """Answering queries — related items, recommendations, text search — with filters and
 knowledge-graph explanations. This is the Python API the CLI and the REST service wrap.
 
-The model side is the small `QueryModel` protocol below (`fusion.query_model.load_query_model`
-binds a saved checkpoint to it); the graph side is a `kg.stores.Store`, which supplies titles,
-filter attributes, user histories, products added after training, and explanation paths.
+The model side is the small `QueryModel` protocol below
+(`fusion.serving.query_model.load_query_model` binds a saved checkpoint to it); the graph side
+is a `kg.stores.Store`, which supplies titles, filter attributes, user histories, products added
+after training, and explanation paths.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
 from torch import Tensor
 
-from fusion.checkpoint import read_meta
-from fusion.explain import Neo4jView, Path, category_name, kg_view, text_paths
-from fusion.query_model import load_query_model
+from fusion.model.checkpoint import read_meta
+from fusion.serving.query_model import load_query_model
+from kg.paths import Neo4jView, Path, category_name, kg_view, text_paths
 from kg.schema import CATEGORY_PATH_SEP, Product
 from kg.stores import Store, open_store
 from text_encoder.template import render_product_text

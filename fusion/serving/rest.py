@@ -23,8 +23,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from fusion.checkpoint import read_meta
-from fusion.query import Filters, Recommender, Result, UnknownIdError
+from fusion.model.checkpoint import read_meta
+from fusion.serving.recommender import Filters, Recommender, Result, UnknownIdError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import neo4j
 import pytest
+from tests.fusion.serving.test_recommender import TinyModel, beauty_slice, write_slice
 
-from fusion.publish import (
+from fusion.serving.publish import (
     EMBEDDING_PROPERTY,
     RELATED_QUERY,
     VECTOR_INDEX,
     VECTOR_QUERY,
     publish,
 )
-from fusion.query import Recommender
+from fusion.serving.recommender import Recommender
 from kg.stores import EmbeddedStore, Neo4jStore, StoreError
-from tests.fusion.test_query import TinyModel, beauty_slice, write_slice
 
 K = 10
 

@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from tests.fusion.serving.test_recommender import TinyModel, write_slice
 
-import fusion.serve as serve_module
-from fusion.query import Recommender
-from fusion.serve import create_app
+import fusion.serving.rest as serve_module
+from fusion.serving.recommender import Recommender
+from fusion.serving.rest import create_app
 from kg.schema import Catalogue
 from kg.stores import EmbeddedStore
-from tests.fusion.test_query import TinyModel, write_slice
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_workers_start_from_the_app_factory(monkeypatch, rec, tmp_path):
         monkeypatch.setenv(var, "")  # restored after the test, whatever `serve` sets
     serve_module.serve(tmp_path / "ckpt", "embedded:/g", port=9999, workers=3, access_log=False)
     ((args, kwargs),) = calls
-    assert args == ("fusion.serve:worker_app",)
+    assert args == ("fusion.serving.rest:worker_app",)
     assert kwargs["factory"] and kwargs["workers"] == 3 and kwargs["port"] == 9999
     assert kwargs["access_log"] is False
     # Each spawned worker builds its app from the environment the parent set.

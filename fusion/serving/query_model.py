@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.checkpoint import load_checkpoint, read_meta
-from fusion.model import FusedModel
-from fusion.pipeline import graph_of
-from fusion.splits import user_histories
-from fusion.train import history_matrix
+from fusion.data.graph import graph_of
+from fusion.data.histories import history_matrix
+from fusion.data.splits import user_histories
+from fusion.model.checkpoint import load_checkpoint, read_meta
+from fusion.model.fused import FusedModel
 from kg.stores import Store
 from text_encoder import TextEncoder, default_cache_dir, encode_products
 

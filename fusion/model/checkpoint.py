@@ -25,8 +25,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.model import FusedConfig, FusedModel
-from fusion.replay import Trained
+from fusion.config import FusedConfig
+from fusion.data.replay import Trained
+from fusion.model.fused import FusedModel
 from gnn.encoders import EdgeType
 from kg.export import load_id_maps, save_id_maps
 
@@ -58,7 +59,7 @@ def save_checkpoint(
     optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write `model` (built on `graph`) to the directory `path`, replacing it atomically;
-    `trained` = the training pairs it was fitted on (`fusion.replay.trained_pairs`),
+    `trained` = the training pairs it was fitted on (`fusion.data.replay.trained_pairs`),
     `optimizer_state` = the state_dict of its Adam optimizer (`TrainResult.optimizer_state`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.splits import (
+from fusion.data.splits import (
     COLD_KEEPS,
     INTERACTED,
     PAIR_SHIFT,

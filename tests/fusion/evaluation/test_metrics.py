@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fusion.metrics import ranking_metrics, target_positions
+from fusion.evaluation.metrics import ranking_metrics, target_positions
 
 
 def _metrics(scores, targets, exclusions=None, ks=(1, 2, 3), candidates=None):

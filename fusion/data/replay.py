@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.splits import PAIR_SHIFT, Split
+from fusion.data.splits import PAIR_SHIFT, Split
 
 Trained = dict[str, list[str]]  # query id -> product ids, one entry per trained occurrence
 
@@ -82,7 +82,7 @@ class ReplaySampler:
 
 def trained_keys(trained: Trained, graph: HeteroData, query_type: str) -> Tensor:
     """The record's distinct pairs as sorted keys (`query * PAIR_SHIFT + product`) in `graph`'s
-    index space (`fusion.splits.related_split` keeps them out of validation and test)."""
+    index space (`fusion.data.splits.related_split` keeps them out of validation and test)."""
     return torch.unique(_keys(trained, graph, query_type))
 
 

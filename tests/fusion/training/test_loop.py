@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusion.device import autocast, resolve_device
-from fusion.model import FusedConfig, FusedModel
-from fusion.replay import trained_pairs
-from fusion.splits import PAIR_SHIFT, recommend_split, related_split
-from fusion.train import RecommendTask, RelatedTask, TrainConfig, fit, validate
+from fusion.config import FusedConfig, TrainConfig
+from fusion.data.replay import trained_pairs
+from fusion.data.splits import PAIR_SHIFT, recommend_split, related_split
+from fusion.model.fused import FusedModel
+from fusion.training.device import autocast, resolve_device
+from fusion.training.loop import fit, validate
+from fusion.training.tasks import RecommendTask, RelatedTask
 
 FAST = {"epochs": 3, "batch_size": 4096, "lr": 1e-2, "patience": 3, "device": "cpu"}
 

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from fusion.metrics import ranking_metrics
-from fusion.splits import Split, Stage
+from fusion.data.splits import Split, Stage
+from fusion.evaluation.metrics import ranking_metrics
 
 
 class Scorer(Protocol):
@@ -97,7 +97,15 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(reports: Sequence[dict[str, Any]], path: Path) -> None:
-    """`path`.json (the reports) and `path`.md (their tables)."""
-    path.with_suffix(".json").write_text(json.dumps(list(reports), indent=2) + "\n")
-    path.with_suffix(".md").write_text("\n".join(to_markdown(r) for r in reports))
+def markdown(reports: Sequence[dict[str, Any]]) -> str:
+    """Every report's table, one after another."""
+    return "\n\n".join(to_markdown(r) for r in reports)
+
+
+def write_reports(reports: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """`path` as .json (the reports) and .md beside it (their tables); returns the JSON path."""
+    path = Path(path).with_suffix(".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(list(reports), indent=2) + "\n")
+    path.with_suffix(".md").write_text(markdown(reports))
+    return path

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tests.fusion.serving.test_recommender import beauty_slice, write_slice
 
-from fusion.explain import MAX_PATHS, Hop, Neo4jView, Node, Path, SnapshotView, text_paths
+from kg.paths import MAX_PATHS, Hop, Neo4jView, Node, Path, SnapshotView, text_paths
 from kg.schema import Catalogue, Product, Rel
 from kg.stores import EmbeddedStore, Neo4jStore
-from tests.fusion.test_query import beauty_slice, write_slice
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import Tensor
 
-from fusion.query import Filters, Recommender, UnknownIdError, top_related
+from fusion.serving.recommender import Filters, Recommender, UnknownIdError, top_related
 from kg.readers.beauty import read_beauty
 from kg.rejects import RejectLog
 from kg.schema import Catalogue, Product
@@ -280,7 +280,7 @@ def cli(monkeypatch, tmp_path, model):
     """`kgrec` with the model double standing in for a checkpoint, over an embedded store."""
     from typer.testing import CliRunner
 
-    import fusion.query
+    import fusion.serving.recommender
     from fusion.cli import app
 
     write_slice(EmbeddedStore(tmp_path / "graph"))

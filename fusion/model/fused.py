@@ -11,45 +11,17 @@ Both are trained with a softmax over all products (or sampled: in-batch + random
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from fusion.config import FusedConfig
 from gnn import MetapathEncoder, NeighbourEmbedding, default_metapaths, propagate
 
-if TYPE_CHECKING:  # fusion.train imports this module
-    from collections.abc import Callable
-
-    from fusion.splits import Split
-    from fusion.train import TrainConfig, TrainResult
-
 PRODUCT = "product"
-TASKS = ("recommend", "related")
 # Links to small closed vocabularies that get learnable embeddings (averaged onto products).
 VOCAB_EDGES = (("product", "made_by", "brand"), ("product", "in_category", "category"))
-
-
-@dataclass
-class FusedConfig:
-    task: str = "recommend"
-    dim: int = 64
-    dropout: float = 0.1
-    item_id_embedding: bool = True  # transductive boost for products seen in training
-    use_interactions: bool = False  # pass messages over user–product edges too
-    max_history: int = 20
-    num_negatives: int = 0  # 0 = full softmax over all products
-    text_model: str = ""  # id of the text model that produced the text vectors
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class GatedFusion(nn.Module):
@@ -185,17 +157,6 @@ class FusedModel(nn.Module):
         return self.text_scale * (text[query] @ cand_text.T) + items[query] @ cand.T
 
     # -- scorer contract ---------------------------------------------------------------------
-    def fit(
-        self,
-        split: Split,
-        config: TrainConfig | None = None,
-        log: Callable[[str], None] | None = None,
-    ) -> TrainResult:
-        """Train on `split` (see `fusion.train.fit`); returns its `TrainResult`."""
-        from fusion.train import fit  # the training loop imports this module
-
-        return fit(self, split, config, log)
-
     def calculate_loss(self, batch: dict[str, Tensor]) -> Tensor:
         """Softmax cross-entropy of `batch["target"]` given `batch["query"]` (history matrix or
         source products); `batch["edges"]` (and its `feats` = `propagate(edges)`) optionally

@@ -1,0 +1,1 @@
+"""What runs read: the store's graph, text vectors, leakage-free splits, histories, replay."""

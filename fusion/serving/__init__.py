@@ -1,0 +1,1 @@
+"""Answering queries from a checkpoint: the Python API, REST, and Cypher write-back."""

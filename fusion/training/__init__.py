@@ -1,0 +1,1 @@
+"""The training loop, its tasks and device handling."""

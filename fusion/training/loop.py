@@ -1,0 +1,176 @@
+"""Training loop for `FusedModel`: mini-batches over the split's training targets, early stopping
+on the validation metric, reproducible seeds, CUDA autocast when present.
+
+Only `split.train_graph` (message passing) and `split.train_edges`/`split.history("valid")`
+(targets) are trained on; validation targets are read for early stopping only. A warm start
+passes the pairs its checkpoint was trained on: the targets are then the new ones plus a replay
+sample of the old (`fusion.data.replay`), and the checkpoint's optimizer state, so that Adam resumes
+with the moment estimates it had rather than restarting (fresh second moments would take a full
+learning-rate step on every product row, rarely-bought products' included).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fusion.config import TrainConfig
+from fusion.data.replay import Trained
+from fusion.data.splits import RecSplit, Split
+from fusion.evaluation.harness import evaluate_scorer
+from fusion.model.fused import FusedModel
+from fusion.training.device import autocast, resolve_device
+from fusion.training.tasks import RecommendTask, RelatedTask
+
+
+@dataclass
+class TrainResult:
+    metric: str
+    best: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    peak_memory_mb: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    targets: int = 0  # training targets per epoch
+    window: int | None = None  # warm start: how many of them are new (the rest are replay)
+    stopped_by: str = "all epochs"  # or "early stopping" or "time budget"
+    # Adam's state at the best epoch (what a warm start resumes); not part of the report.
+    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "optimizer_state"}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(
+    model: FusedModel,
+    split: Split,
+    config: TrainConfig | None = None,
+    log: Callable[[str], None] | None = None,
+    trained: Trained | None = None,
+    optimizer_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train `model` on `split`, keep the weights of the best validation epoch, and leave the
+    model in eval mode, ready for `full_sort_predict`. A warm start passes `trained` (the pairs
+    the model was already trained on, `fusion.data.replay`), which restricts each epoch's targets to
+    the new pairs plus `config.replay_ratio` × as many old ones, and the `optimizer_state` it
+    ended with (`TrainResult.optimizer_state`, rows aligned with the model's id tables)."""
+    config = config or TrainConfig()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    # CPU index_add_/index_put backward are otherwise run-to-run nondeterministic.
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    try:
+        return _fit(model, split, config, log, trained, optimizer_state)
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _fit(
+    model: FusedModel,
+    split: Split,
+    config: TrainConfig,
+    log: Callable[[str], None] | None,
+    trained: Trained | None,
+    optimizer_state: dict[str, Any] | None,
+) -> TrainResult:
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    model.to(device)
+    kind = RecommendTask if isinstance(split, RecSplit) else RelatedTask
+    task = kind(model, split, trained, config)
+    if task.window == 0:
+        raise ValueError("nothing new to train on: every training target is in the checkpoint")
+    if log and task.window is not None:
+        log(f"warm start: {task.window} new targets + {len(task) - task.window} replayed")
+    valid = split.sample_queries("valid", config.valid_queries, config.seed)
+    # Without a validation stage (cold start) the best epoch is the lowest training loss.
+    metric = (config.metric or task.metric) if valid.numel() else "-loss"
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+        for group in opt.param_groups:  # this run's settings, not the checkpoint's
+            group.update(lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    start, best, best_epoch, best_state, best_opt = time.perf_counter(), -math.inf, 0, None, None
+    history: list[dict[str, float]] = []
+    epoch, stopped_by = 0, "all epochs"
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        total, steps = 0.0, 0
+        for batch in task.batches(model, config.batch_size, gen, config.cold_frac):
+            with autocast(device):
+                loss = model.calculate_loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+        model.eval()
+        score = validate(model, split, valid, metric) if valid.numel() else -total / steps
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": total / steps,
+                metric: score,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        if log:
+            log(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
+        if score > best:
+            best, best_epoch = score, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_opt = copy.deepcopy(opt.state_dict())
+        elif epoch - best_epoch >= config.patience and valid.numel():
+            stopped_by = "early stopping"
+            break
+        # Stop when another epoch as long as the mean so far would overrun the budget.
+        elapsed = time.perf_counter() - start
+        if epoch < config.epochs and elapsed * (epoch + 1) / epoch > 60 * config.max_minutes:
+            stopped_by = "time budget"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        metric,
+        best,
+        best_epoch,
+        epoch,
+        time.perf_counter() - start,
+        peak_memory_mb(device),
+        history,
+        targets=len(task),
+        window=task.window,
+        stopped_by=stopped_by,
+        optimizer_state=best_opt,
+    )
+
+
+def validate(model: FusedModel, split: Split, queries: Tensor, metric: str) -> float:
+    """Mean `metric` (a `fusion.evaluation.metrics` name) over `queries` at the validation stage."""
+    k = int(metric.split("@")[1]) if "@" in metric else 10
+    return evaluate_scorer(model, split, "valid", ks=(k,), batch_size=1024, queries=queries)[metric]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA allocation on GPU; the process's peak resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

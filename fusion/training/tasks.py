@@ -1,0 +1,171 @@
+"""Training tasks: which targets an epoch trains on and the message-passing graph each batch is
+scored on (next-item prediction for users, link prediction for product relations)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fusion.config import TrainConfig
+from fusion.data.histories import history_matrix, right_aligned
+from fusion.data.replay import ReplaySampler, Trained, is_new
+from fusion.data.splits import RecSplit, Split
+from fusion.model.fused import PRODUCT, FusedModel
+
+EdgeType = tuple[str, str, str]
+Batch = dict[str, Any]
+
+
+def drop_products(
+    edges: dict[EdgeType, Tensor], num_products: int, frac: float, gen: torch.Generator
+) -> dict[EdgeType, Tensor]:
+    """Remove every edge touching a random `frac` of products: simulated cold-start nodes, so
+    the inductive path (text + brand/category) is trained too."""
+    if frac <= 0:
+        return edges
+    cold = torch.rand(num_products, generator=gen) < frac
+    out = {}
+    for et, ei in edges.items():
+        keep = torch.ones(ei.shape[1], dtype=torch.bool)
+        for side, node_type in ((0, et[0]), (1, et[2])):
+            if node_type == PRODUCT:
+                keep &= ~cold[ei[side].cpu()]
+        out[et] = ei[:, keep.to(ei.device)]
+    return out
+
+
+class RecommendTask:
+    """Next-item prediction over every prefix of each user's training sequence. On a warm start
+    each epoch's targets are the window + a replay draw; their prefixes stay whole."""
+
+    metric = "ndcg@10"
+
+    def __init__(
+        self,
+        model: FusedModel,
+        split: RecSplit,
+        trained: Trained | None = None,
+        config: TrainConfig | None = None,
+    ) -> None:
+        self.device = next(model.parameters()).device
+        history = split.history("valid")
+        users = torch.tensor(list(history), dtype=torch.long)
+        lengths = torch.tensor([len(seq) for seq in history.values()], dtype=torch.long)
+        items = torch.cat(list(history.values())) if history else torch.empty(0, dtype=torch.long)
+        starts = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        # Every position but a user's first is a target, predicted from the items before it.
+        position = torch.arange(items.numel())
+        is_target = position > starts
+        self.users = torch.repeat_interleave(users, lengths)[is_target]
+        self.targets = items[is_target]
+        self.prefixes = right_aligned(
+            items, starts[is_target], position[is_target], model.config.max_history
+        )
+        self.rows = sampler(self.users, self.targets, split, trained, config)
+        self.window = None if trained is None else self.rows.window
+        attach_histories(model, split)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batches(
+        self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
+    ) -> Iterator[Batch]:
+        """One epoch of mini-batches, each carrying the message-passing graph it is scored on
+        (`edges` and their propagated `feats`)."""
+        edges = drop_products(model.edges, model.num_nodes[PRODUCT], cold_frac, gen)
+        feats = model.propagate(edges)
+        for idx in self.rows.draw(gen).split(size):
+            yield {
+                "query": self.prefixes[idx].to(self.device),
+                "target": self.targets[idx].to(self.device),
+                "edges": edges,
+                "feats": feats,
+            }
+
+
+class RelatedTask:
+    """Product→Product link prediction on the split's training edges. Each epoch splits its
+    targets into `chunks`; a chunk's edges leave message passing while they are the targets, so
+    the model cannot just read the edge it is asked to predict."""
+
+    metric = "recall@20"
+    chunks = 4
+
+    def __init__(
+        self,
+        model: FusedModel,
+        split: Split,
+        trained: Trained | None = None,
+        config: TrainConfig | None = None,
+    ) -> None:
+        self.device = next(model.parameters()).device
+        self.pairs = split.train_edges
+        self.rows = sampler(*self.pairs, split, trained, config)
+        self.window = None if trained is None else self.rows.window
+        self.n = model.num_nodes[PRODUCT]
+        self.edge_types = [
+            (PRODUCT, split.relation, PRODUCT),
+            (PRODUCT, f"rev_{split.relation}", PRODUCT),
+        ]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batches(
+        self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
+    ) -> Iterator[Batch]:
+        """As `RecommendTask.batches`, one message-passing graph per chunk."""
+        for part in self.rows.draw(gen).chunk(self.chunks):
+            src, dst = self.pairs[:, part]
+            edges = drop_products(self._without(model.edges, src, dst), self.n, cold_frac, gen)
+            feats = model.propagate(edges)
+            for idx in torch.arange(len(part)).split(size):
+                yield {
+                    "query": src[idx].to(self.device),
+                    "target": dst[idx].to(self.device),
+                    "edges": edges,
+                    "feats": feats,
+                }
+
+    def _without(self, edges: dict, src: Tensor, dst: Tensor) -> dict[EdgeType, Tensor]:
+        """`edges` without the pairs (src, dst), in either direction, in the split's relation."""
+        held = torch.cat([src * self.n + dst, dst * self.n + src]).to(self.device)
+        out = dict(edges)
+        for et in self.edge_types:
+            if et in out:
+                ei = out[et]
+                out[et] = ei[:, ~torch.isin(ei[0] * self.n + ei[1], held)]
+        return out
+
+
+def sampler(
+    queries: Tensor,
+    products: Tensor,
+    split: Split,
+    trained: Trained | None,
+    config: TrainConfig | None,
+) -> ReplaySampler:
+    """Which of the (query, product) target rows an epoch trains on: all of them, or on a warm
+    start the ones beyond `trained` plus a replay draw of the rest."""
+    if trained is None:
+        return ReplaySampler(torch.ones(queries.numel(), dtype=torch.bool), 0.0)
+    ratio = (config or TrainConfig()).replay_ratio
+    return ReplaySampler(is_new(queries, products, trained, split), ratio)
+
+
+def attach_histories(model: FusedModel, split: RecSplit) -> None:
+    """Give `model` the users' histories before each stage's target (what it scores from)."""
+    device = next(model.parameters()).device
+    num_users = split.train_graph["user"].num_nodes
+    model.use_histories(
+        {
+            stage: history_matrix(split.history(stage), num_users, model.config.max_history).to(
+                device
+            )
+            for stage in ("valid", "test")
+        }
+    )
