@@ -4,17 +4,23 @@ A related item is explained from the query product (`Q —BOUGHT_TOGETHER→ R`,
 category); a recommendation from the user's recent items (`U —INTERACTED→ P —ALSO_BOUGHT→ R`); a
 search hit by the brand or category named in the query text. Paths are read from the store:
 with Neo4j one parameterised Cypher query per answer list, with the embedded store the same
-from its adjacency. Both produce the same candidate rows, ranked by one function.
+from its adjacency. Both produce the same candidate rows, ranked by one function: the most
+specific first — a direct link (a "shared node" of one pair) before a shared brand or category,
+and a small brand or category before a large one; a node shared by more than half of all
+products explains nothing and is left out. Where the graph has nothing, the words both products'
+titles (or descriptions) share are the reason.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, LiteralString, NamedTuple
+from typing import Any, Literal, LiteralString, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from kg.schema import CATEGORY_PATH_SEP, PRODUCT_RELATIONS, Label, Product, Rel
 from kg.stores import Neo4jStore, Store
@@ -22,7 +28,11 @@ from kg.stores import Neo4jStore, Store
 MAX_PATHS = 3
 # A recommendation is explained from the user's most recent items only: bounded query cost.
 MAX_ANCHORS = 20
-# Stronger evidence first; shared brand/category rank below any direct product relation.
+# A brand or category shared by more than this share of all products explains nothing.
+UNINFORMATIVE_SHARE = 0.5
+# Text reasons: at most this many shared words, longest first; shorter words carry little.
+MAX_WORDS, MIN_WORD = 5, 3
+# Among equally specific links, stronger evidence first.
 _REL_RANK = {
     Rel.BOUGHT_TOGETHER: 0,
     Rel.ALSO_BOUGHT: 1,
@@ -41,7 +51,7 @@ class Node(BaseModel):
 
     def __str__(self) -> str:
         if self.label == Label.PRODUCT:
-            return self.id
+            return f'"{self.name}"' if self.name else self.id
         return f'{self.label} "{self.name or self.id}"'
 
 
@@ -53,10 +63,25 @@ class Hop(BaseModel):
 
 
 class Path(BaseModel):
-    """Nodes from the query side to the answer, and the relationship between each pair."""
+    """Nodes from the query side to the answer, and the relationship between each pair.
+    `size`: how many products share the node the path goes through (1: a direct link between
+    the two products; None: not a graph node, e.g. shared words) — smaller is more specific."""
 
     nodes: list[Node]
     rels: list[Hop]
+    kind: Literal["graph", "text"] = "graph"
+    size: int | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def edges(self) -> list[dict[str, str]]:
+        """The hops as directed edges between node ids, ready for a graph drawing library."""
+        return [
+            {"source": a.id, "target": b.id, "type": hop.type}
+            if hop.forward
+            else {"source": b.id, "target": a.id, "type": hop.type}
+            for hop, a, b in zip(self.rels, self.nodes, self.nodes[1:], strict=False)
+        ]
 
     def __str__(self) -> str:
         parts = [str(self.nodes[0])]
@@ -89,27 +114,49 @@ class KGView(ABC):
     def path_rows(self, anchors: list[str], results: list[str]) -> list[PathRow]:
         """Every direct relation, shared brand and shared category between anchors and results."""
 
+    @abstractmethod
+    def product_count(self) -> int:
+        """How many products the graph holds (what a shared node's size is measured against)."""
+
     def explain(
-        self, anchors: list[str], results: list[str], user_id: str | None = None
+        self,
+        anchors: list[str],
+        results: list[str],
+        user_id: str | None = None,
+        products: Mapping[str, Product] | None = None,
     ) -> dict[str, list[Path]]:
-        """Up to MAX_PATHS paths per result; starting at `user_id` when given."""
-        anchors = anchors[-MAX_ANCHORS:]
+        """Up to MAX_PATHS paths per result, most specific first; starting at `user_id` when
+        given. With `products` (id → Product), nodes carry titles and a result the graph cannot
+        explain gets a text reason from the most recent anchor it shares words with."""
+        anchors = list(dict.fromkeys(reversed(anchors)))[:MAX_ANCHORS][::-1]  # recent, distinct
         if not anchors or not results:
             return {r: [] for r in results}
-        return best_paths(self.path_rows(anchors, results), results, user_id)
+        rows = self.path_rows(anchors, results)
+        found = best_paths(rows, results, user_id, products, self.product_count())
+        if products:
+            for result, paths in found.items():
+                if not paths:
+                    paths += text_reason(anchors, result, products, user_id)
+        return found
 
 
 def best_paths(
-    rows: list[PathRow], results: list[str], user_id: str | None = None
+    rows: list[PathRow],
+    results: list[str],
+    user_id: str | None = None,
+    products: Mapping[str, Product] | None = None,
+    num_products: int | None = None,
 ) -> dict[str, list[Path]]:
-    """Rank candidate rows (strongest relation, then most specific shared node) and build up to
-    MAX_PATHS distinct paths per result."""
+    """Rank candidate rows (most specific first) and build up to MAX_PATHS distinct paths per
+    result; shared nodes covering more than UNINFORMATIVE_SHARE of `num_products` are dropped."""
+    limit = UNINFORMATIVE_SHARE * num_products if num_products else float("inf")
     by_result: dict[str, list[PathRow]] = defaultdict(list)
     for row in rows:
-        by_result[row.result].append(row)
+        if row.via is None or row.degree <= limit:
+            by_result[row.result].append(row)
     found: dict[str, list[Path]] = {}
     for result in results:
-        ranked = sorted(by_result[result], key=_strength)
+        ranked = sorted(by_result[result], key=_specificity)
         paths: list[Path] = []
         seen: set[tuple[str, str, bool]] = set()
         for row in ranked:
@@ -118,36 +165,88 @@ def best_paths(
             if key in seen:
                 continue
             seen.add(key)
-            paths.append(_path(row, user_id))
+            paths.append(_path(row, user_id, products))
             if len(paths) == MAX_PATHS:
                 break
         found[result] = paths
     return found
 
 
-def _strength(row: PathRow) -> tuple[int, int, str, str, bool]:
+def _specificity(row: PathRow) -> tuple[int, int, str, str, bool]:
     # Every field breaks ties, so both stores pick the same paths whatever their row order.
     via = row.via.id if row.via else ""
-    return _REL_RANK[row.rel], row.degree, row.anchor, via, not row.forward  # type: ignore[index]
+    size = 1 if row.via is None else row.degree
+    return size, _REL_RANK[row.rel], row.anchor, via, not row.forward  # type: ignore[index]
 
 
-def _path(row: PathRow, user_id: str | None) -> Path:
-    anchor, result = _product_node(row.anchor), _product_node(row.result)
+def _path(row: PathRow, user_id: str | None, products: Mapping[str, Product] | None) -> Path:
+    anchor, result = _product_node(row.anchor, products), _product_node(row.result, products)
     if row.via is None:
         nodes, rels = [anchor, result], [_hop(row.rel, row.forward)]
     else:
         nodes, rels = [anchor, row.via, result], [_hop(row.rel, True), _hop(row.rel, False)]
+    return _from_user(
+        Path(nodes=nodes, rels=rels, size=1 if row.via is None else row.degree), user_id
+    )
+
+
+def _from_user(path: Path, user_id: str | None) -> Path:
+    """`path` starting at the user whose item it starts from (recommendations)."""
     if user_id is not None:
-        nodes.insert(0, Node(label=Label.USER, id=user_id))
-        rels.insert(0, _hop(Rel.INTERACTED, True))
-    return Path(nodes=nodes, rels=rels)
+        path.nodes.insert(0, Node(label=Label.USER, id=user_id))
+        path.rels.insert(0, _hop(Rel.INTERACTED, True))
+    return path
+
+
+def text_reason(
+    anchors: list[str], result: str, products: Mapping[str, Product], user_id: str | None = None
+) -> list[Path]:
+    """The words `result` shares with the most recent anchor that shares any — title words
+    first, else title and description — as a one-path explanation; [] when none does."""
+    theirs = products.get(result)
+    if theirs is None:
+        return []
+    for anchor in reversed(anchors):
+        ours = products.get(anchor)
+        if ours is None or anchor == result:
+            continue
+        shared = _words(ours.title) & _words(theirs.title) or _words(
+            f"{ours.title} {ours.description}"
+        ) & _words(f"{theirs.title} {theirs.description}")
+        if shared:
+            words = sorted(shared, key=lambda w: (-len(w), w))[:MAX_WORDS]
+            via = Node(label="Words", id=" ".join(words), name=", ".join(words))
+            nodes = [_product_node(anchor, products), via, _product_node(result, products)]
+            rels = [_hop("MENTIONS", True), _hop("MENTIONS", False)]
+            return [_from_user(Path(nodes=nodes, rels=rels, kind="text"), user_id)]
+    return []
+
+
+_WORD = re.compile(rf"[^\W\d_]{{{MIN_WORD},}}")
+# Words too common in product text to be a reason on their own.
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        """and the for with from this that your you are our all its new one set pack size inch
+        inches free each per not can will has have was were more most very""",
+    )
+)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS}
+
+
+def _product_node(product_id: str, products: Mapping[str, Product] | None = None) -> Node:
+    product = products.get(product_id) if products else None
+    return _titled_node(product_id, product.title if product and product.title else None)
 
 
 # Nodes and hops are frozen, so paths can share them: building them was most of an explained
 # answer's CPU time.
 @lru_cache(maxsize=2**16)
-def _product_node(product_id: str) -> Node:
-    return Node(label=Label.PRODUCT, id=product_id)
+def _titled_node(product_id: str, title: str | None) -> Node:
+    return Node(label=Label.PRODUCT, id=product_id, name=title)
 
 
 @lru_cache(maxsize=64)
@@ -214,9 +313,18 @@ RETURN u.id AS user, collect(p.id) AS items
 """  # type: ignore[assignment]
 
 
+PRODUCT_COUNT_CYPHER: LiteralString = f"MATCH (p:{Label.PRODUCT}) RETURN count(p)"  # type: ignore[assignment]
+
+
 class Neo4jView(KGView):
     def __init__(self, store: Neo4jStore) -> None:
         self.store = store
+        self._product_count: int | None = None
+
+    def product_count(self) -> int:
+        if self._product_count is None:  # once per view: the graph changes only on reload
+            self._product_count = self._read(PRODUCT_COUNT_CYPHER)[0][0]
+        return self._product_count
 
     def _read(self, query: LiteralString, **params: Any) -> list[list[Any]]:
         with self.store.session() as session:
@@ -257,9 +365,13 @@ class SnapshotView(KGView):
                 for pid in products:
                     self._shared[pid][label, node_id] = via, len(products)
         self._users = set(snap.users)
+        self._product_count = len(snap.products)
         self._items: dict[str, list[tuple[float, str]]] = defaultdict(list)
         for row in snap.interactions:
             self._items[row.user].append((row.ts if row.ts is not None else 0.0, row.product))
+
+    def product_count(self) -> int:
+        return self._product_count
 
     def user_items(self, user_id: str) -> list[str] | None:
         if user_id not in self._users:
@@ -293,3 +405,20 @@ def _via_rel(via: Node) -> str:
 def kg_view(store: Store) -> KGView:
     """The view matching the store's backend."""
     return Neo4jView(store) if isinstance(store, Neo4jStore) else SnapshotView(store)
+
+
+def explain_cypher(a: str, b: str) -> str:
+    """A Cypher query, with the two ids filled in, that returns the graph paths between products
+    `a` and `b` (direct links, shared brand, shared category) — to paste into Neo4j Browser."""
+    qa, qb = _cypher_string(a), _cypher_string(b)
+    ends = f"(a:{Label.PRODUCT} {{id: {qa}}}), (b:{Label.PRODUCT} {{id: {qb}}})"
+    shapes = [
+        f"(a)-[:{_PRODUCT_RELS}]-(b)",
+        f"(a)-[:{Rel.MADE_BY}]->(:{Label.BRAND})<-[:{Rel.MADE_BY}]-(b)",
+        f"(a)-[:{Rel.IN_CATEGORY}]->(:{Label.CATEGORY})<-[:{Rel.IN_CATEGORY}]-(b)",
+    ]
+    return "\nUNION\n".join(f"MATCH {ends}\nMATCH p = {shape}\nRETURN p" for shape in shapes)
+
+
+def _cypher_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

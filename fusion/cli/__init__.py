@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import typer
 
-from fusion.cli import build_cmd, encode_cmd, neo4j_cmd, query_cmd, train_cmd, update_cmd
+from fusion.cli import (
+    build_cmd,
+    encode_cmd,
+    explain_cmd,
+    neo4j_cmd,
+    query_cmd,
+    train_cmd,
+    update_cmd,
+)
 
 app = typer.Typer(
     name="kgrec",
@@ -21,6 +29,7 @@ app.command("encode")(encode_cmd.encode)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(train_cmd.evaluate)
 app.command("pipeline")(train_cmd.pipeline)
+app.command("explain")(explain_cmd.explain)
 query_cmd.register(app)  # related, recommend, search, publish, serve
 
 

@@ -10,7 +10,8 @@ after training, and explanation paths.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections import ChainMap
+from collections.abc import Iterator, Mapping
 from pathlib import Path as FsPath
 from typing import Protocol
 
@@ -190,7 +191,10 @@ class Recommender:
         if hits is None:
             query = self._product_vector(product_id)
             hits = self._nearest(query, k, filters, [] if own is None else [own])
-        paths = self.view.explain([product_id], [pid for pid, _ in hits]) if explain else {}
+        paths = {}
+        if explain:
+            results = [pid for pid, _ in hits]
+            paths = self.view.explain([product_id], results, products=self._with(product_id))
         return self._results(hits, paths)
 
     def recommend(
@@ -213,7 +217,8 @@ class Recommender:
             raise UnknownIdError("user", user_id, "none of the user's products is in the model")
         paths = {}
         if explain and items:
-            paths = self.view.explain(items, [pid for pid, _ in hits], user_id=user_id)
+            results = [pid for pid, _ in hits]
+            paths = self.view.explain(items, results, user_id, self.products)
         return self._results(hits, paths)
 
     def search(
@@ -231,6 +236,13 @@ class Recommender:
                 pid: text_paths(text, self.products[pid]) for pid, _ in hits if pid in self.products
             }
         return self._results(hits, paths)
+
+    def _with(self, product_id: str) -> Mapping[str, Product]:
+        """The known products, plus `product_id` read from the store when it is new since
+        loading (its title and text then explain its answers too)."""
+        if product_id in self.products:
+            return self.products
+        return ChainMap(self.products, self.store.get_products([product_id]))
 
     def knows(self, product_id: str) -> bool:
         """Whether the model has a vector for `product_id` (else `related` encodes its text)."""

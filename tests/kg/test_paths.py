@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from tests.fusion.serving.test_recommender import beauty_slice, write_slice
 
-from kg.paths import MAX_PATHS, Hop, Neo4jView, Node, Path, SnapshotView, text_paths
-from kg.schema import Catalogue, Product, Rel
+from kg.paths import (
+    MAX_PATHS,
+    Hop,
+    KGView,
+    Neo4jView,
+    Node,
+    Path,
+    SnapshotView,
+    explain_cypher,
+    kg_view,
+    text_paths,
+)
+from kg.schema import Catalogue, Category, Edge, Product, Rel
 from kg.stores import EmbeddedStore, Neo4jStore
+from tests.fusion.serving.test_recommender import beauty_slice, write_slice
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +109,98 @@ def test_neo4j_gives_the_same_explanations_as_the_embedded_store(neo4j_view, emb
         results = ids[::29]
         assert neo4j_view.explain(items, results, user) == embedded.explain(items, results, user)
     assert neo4j_view.user_items("nobody") is None
+
+
+def _specificity_catalogue() -> Catalogue:
+    """P1–P6: brand "tiny" on P1, P2; category "big" on P1–P5 (more than half of all products);
+    category "mid" on P1, P3, P4; P5 —BOUGHT_TOGETHER→ P6; P6 has no brand or category."""
+    titles = ["Purple yoga mat", "Cork block", "Foam roller", "Strap", "Ball", "Yoga strap, purple"]
+    products = {}
+    for i, title in enumerate(titles, 1):
+        cats = (["big"] if i <= 5 else []) + (["mid"] if i in (1, 3, 4) else [])
+        products[f"P{i}"] = Product(
+            f"P{i}", title=title, brand="tiny" if i <= 2 else None, categories=cats
+        )
+    return Catalogue(
+        products=products,
+        categories={c: Category(c, c) for c in ("big", "mid")},
+        edges=[Edge(Rel.BOUGHT_TOGETHER, "P5", "P6")],
+    )
+
+
+@pytest.fixture(params=["embedded", "neo4j"])
+def specific(request, tmp_path) -> tuple[KGView, Catalogue]:
+    """The specificity catalogue in each kind of store, and the view over it."""
+    catalogue = _specificity_catalogue()
+    if request.param == "embedded":
+        store = EmbeddedStore(tmp_path / "graph")
+    else:
+        s = request.getfixturevalue("neo4j_clean")
+        store = Neo4jStore(s.uri, s.user, s.password)
+    store.write(catalogue)
+    yield kg_view(store), catalogue
+    store.close()
+
+
+def test_the_most_specific_path_comes_first_and_a_node_most_products_share_explains_nothing(
+    specific,
+):
+    view, catalogue = specific
+    brand = view.explain(["P1"], ["P2"])["P2"]
+    assert [str(p) for p in brand] == ['P1 —MADE_BY→ Brand "tiny" ←MADE_BY— P2']  # not "big"
+    assert brand[0].size == 2
+    mid = view.explain(["P1"], ["P3"])["P3"]
+    assert [p.nodes[1].id for p in mid] == ["mid"] and mid[0].size == 3
+    direct = view.explain(["P5"], ["P6"])["P6"]
+    assert direct[0].size == 1 and direct[0].rels[0].type == Rel.BOUGHT_TOGETHER
+
+
+def test_titles_replace_ids_and_text_reasons_fill_what_the_graph_cannot_explain(specific):
+    view, catalogue = specific
+    products = catalogue.products
+    assert view.explain(["P1"], ["P6"])["P6"] == []  # no link, no shared brand or category
+    (reason,) = view.explain(["P1"], ["P6"], products=products)["P6"]
+    assert reason.kind == "text" and reason.size is None
+    assert str(reason) == '"Purple yoga mat" —MENTIONS→ Words "purple, yoga" ←MENTIONS— ' + (
+        '"Yoga strap, purple"'
+    )
+    titled = view.explain(["P1"], ["P2"], products=products)["P2"][0]
+    assert str(titled) == '"Purple yoga mat" —MADE_BY→ Brand "tiny" ←MADE_BY— "Cork block"'
+    assert titled.model_dump()["edges"] == [
+        {"source": "P1", "target": "tiny", "type": "MADE_BY"},
+        {"source": "P2", "target": "tiny", "type": "MADE_BY"},
+    ]
+    assert view.explain(["P4"], ["P2"], products=products)["P2"] == []  # nothing shared at all
+
+
+def test_the_printed_cypher_finds_the_same_graph_paths(neo4j_clean):
+    store = Neo4jStore(neo4j_clean.uri, neo4j_clean.user, neo4j_clean.password)
+    catalogue = _specificity_catalogue()
+    catalogue.products["it's"] = Product("it's", title="quote", brand="tiny")  # quoting
+    store.write(catalogue)
+    with store.session() as session:
+
+        def shared(a: str, b: str) -> set[str]:
+            rows = session.run(explain_cypher(a, b)).value("p")
+            return {n["id"] for path in rows for n in path.nodes} - {a, b}
+
+        assert shared("P1", "P2") == {"tiny", "big"}  # every path; ranking happens in kgrec
+        assert shared("P1", "it's") == {"tiny"}
+        assert shared("P5", "P6") == set()  # a direct link has no node in between
+        assert len(session.run(explain_cypher("P5", "P6")).value("p")) == 1
+    store.close()
+
+
+def test_cli_explain_prints_paths_and_cypher(tmp_path):
+    from typer.testing import CliRunner
+
+    from fusion.cli import app
+
+    EmbeddedStore(tmp_path / "graph").write(_specificity_catalogue())
+    store = ["--store", f"embedded:{tmp_path}/graph"]
+    result = CliRunner().invoke(app, ["explain", "P1", "P2", *store])
+    assert result.exit_code == 0, result.output
+    assert '"Purple yoga mat" —MADE_BY→ Brand "tiny" ←MADE_BY— "Cork block"' in result.output
+    assert "MATCH p = (a)-[:MADE_BY]->(:Brand)<-[:MADE_BY]-(b)" in result.output
+    missing = CliRunner().invoke(app, ["explain", "P1", "nope", *store])
+    assert missing.exit_code == 1 and "unknown product 'nope'" in missing.output
