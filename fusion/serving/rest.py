@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from fusion.model.checkpoint import read_meta
 from fusion.serving.recommender import Filters, Recommender, Result, UnknownIdError
+from fusion.serving.web import mount_web
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -143,6 +144,7 @@ def create_app(rec: Recommender, close_at_shutdown: bool = False) -> FastAPI:
         """Products matching a free-text query."""
         return await _answer(False, rec.search, q, k, f, explain)
 
+    mount_web(app, rec)
     return app
 
 
