@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 from collections import Counter
@@ -361,3 +362,59 @@ def test_a_broken_first_line_does_not_pick_the_layout(tmp_path):
     assert detect_format(path) == "amazon2018"
     path.write_text("\n".join(["{abc", literal, good]))
     assert detect_format(path) == "amazon2014"
+
+
+def test_ids_with_control_or_bidi_characters_are_rejected(tmp_path):
+    path = tmp_path / "meta.jsonl"
+    rows = [
+        {"asin": "B01", "title": "fine", "also_buy": ["B02"]},
+        {"asin": "B0\u0000NUL", "title": "nul in the id"},
+        {"asin": "B0\u202eRTL", "title": "override in the id"},
+        {"asin": "B03", "also_buy": ["B01", "B\u2066X"]},  # a related id is an id too
+        {"asin": "B04", "title": "Tab\tand\u202e bidi in a title are cleaning's job"},
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    log = RejectLog()
+    catalogue = read_catalogue(path, log=log)
+    assert set(catalogue.products) == {"B01", "B04"}
+    assert lines_of(log) == {
+        2: "asin: id 'B0\\x00NUL' holds control character U+0000",
+        3: "asin: id 'B0\\u202eRTL' holds control character U+202E",  # shown escaped
+        4: "also_buy: id 'B\\u2066X' holds control character U+2066",
+    }
+
+
+def test_conflicting_duplicates_are_reported_first_row_wins(tmp_path):
+    path = tmp_path / "meta.jsonl"
+    rows = [
+        {"asin": "B01", "title": "First", "price": "$2.00"},
+        {"asin": "B01", "title": "First", "brand": "Acme"},  # fills a blank: no conflict
+        {"asin": "B01", "title": "Second", "price": "$3.00", "category": ["Home"]},
+        {"asin": "B01", "title": "First", "price": "$2.00"},  # a plain repeat
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    log = RejectLog()
+    catalogue = read_catalogue(path, log=log)
+    product = catalogue.products["B01"]
+    assert (product.title, product.price, product.brand) == ("First", 2.0, "Acme")
+    assert product.categories == ["Home"]  # united, never a conflict
+    assert (catalogue.duplicate_products, catalogue.conflicting_products) == (3, 1)
+    assert len(log) == 0  # nothing rejected: every row is valid
+    assert log.files[str(path)].to_json() == {
+        "rows_read": 4, "loaded": 1, "rejected": 0, "duplicates": 2, "conflicts": 1
+    }  # fmt: skip
+    written = [
+        json.loads(line) for line in log.write(tmp_path / "r.jsonl").read_text().split("\n") if line
+    ]
+    assert written == [
+        {
+            "file": str(path),
+            "line": 3,
+            "reason": "product 'B01' read again with other values; the first row "
+            f"({path}:1) wins: title: kept 'First', dropped 'Second'; "
+            "price: kept 2.0, dropped 3.0",
+            "raw": json.dumps(rows[2]),
+            "kind": "conflict",
+            "kept": f"{path}:1",
+        }
+    ]
