@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from typer.testing import CliRunner
 
@@ -108,3 +109,20 @@ def test_rejects_file_always_written_and_rows_reconciled(tmp_path: Path) -> None
     clean.write_text(good.splitlines()[0] + "\n")
     assert _cli("--catalogue", str(clean), *args[2:], "--rejects", str(rejects)).exit_code == 0
     assert rejects.read_text() == ""  # no stale rejects from the run before
+
+
+def test_store_password_is_never_printed(neo4j_clean, tmp_path: Path) -> None:
+    """A password given in --store is used, and shown as *** in errors and the summary."""
+    secret = "Wr0ng-S3cret"
+    host = neo4j_clean.uri.partition("://")[2]
+    meta = Path(__file__).parent.parent / "fixtures" / "meta_2023.jsonl"
+    args = ["--catalogue", str(meta), "--rejects", str(tmp_path / "r.jsonl")]
+    for where in (host, "127.0.0.1:1"):  # wrong password; nothing listening
+        result = _cli(*args, "--store", f"bolt://neo4j:{secret}@{where}")
+        assert result.exit_code == 1 and "error:" in result.output
+        assert secret not in result.output and f"bolt://neo4j:***@{where}" in result.output
+    password = quote(neo4j_clean.password, safe="")
+    result = _cli(*args, "--store", f"bolt://{neo4j_clean.user}:{password}@{host}", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["store"] == f"bolt://{neo4j_clean.user}:***@{host}"
+    assert password not in result.output
