@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kg.cleaning import CleaningReport, External, clean
@@ -25,6 +25,8 @@ class BuildSummary:
     rejects_path: str
     cleaning: CleaningReport
     seconds: float
+    # Per input file: rows_read = loaded + rejected + duplicates + conflicts (`FileRows`).
+    files: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -46,7 +48,7 @@ def build(
     """
     start = time.perf_counter()
     log = RejectLog(strict=strict)
-    cat = read_input(catalogue, interactions, fmt, log, progress)
+    cat = read_input(catalogue, interactions, fmt, log, rejects_path, progress)
     with stage(progress, "clean"):
         report = clean(cat, external)
     rejects = log.write(rejects_path)  # before the write, so a failed write still leaves them
@@ -62,6 +64,7 @@ def build(
         rejects_path=str(rejects),
         cleaning=report,
         seconds=round(time.perf_counter() - start, 2),
+        files={name: rows.to_json() for name, rows in log.files.items()},
     )
 
 
@@ -70,15 +73,23 @@ def read_input(
     interactions: str | Path | None,
     fmt: str,
     log: RejectLog,
+    rejects_path: str | Path,
     progress: Progress | None = None,
 ) -> ReadCatalogue:
     """Read a catalogue (+ interactions) as `build` and `update` do; raises `BadInputError`
-    when no product could be read."""
-    with stage(progress, "read"):
-        cat = read_catalogue(catalogue, fmt, interactions, log)
-    if not cat.products:  # e.g. a missing or unreadable file, logged as a reject by the reader
-        reason = f": {log.rejects[0]}" if len(log) else ""
-        raise BadInputError(f"no products read from {catalogue}{reason}")
+    when no product could be read, or at the first bad row in strict mode. The rejects are
+    written to `rejects_path` then too, so every run leaves its rejects file."""
+    try:
+        with stage(progress, "read"):
+            cat = read_catalogue(catalogue, fmt, interactions, log)
+        if not cat.products:  # e.g. a missing or unreadable file, logged as a reject
+            reason = f": {log.rejects[0]}" if len(log) else ""
+            raise BadInputError(
+                f"no products read from {catalogue}{reason} (rejects: {rejects_path})"
+            )
+    except BadInputError:
+        log.write(rejects_path)
+        raise
     return cat
 
 

@@ -35,6 +35,7 @@ External = Literal["stub", "drop"]
 class CleaningReport:
     external: External  # what happened to references outside the catalogue
     duplicate_products: int = 0  # product rows merged into an id already read
+    conflicting_products: int = 0  # of those, rows whose differing values were dropped
     texts_changed: int = 0  # products whose title/description/brand lost HTML or entities
     empty_titles: int = 0  # catalogue products without a title after cleaning
     categories: int = 0  # category nodes after building the hierarchy
@@ -55,6 +56,7 @@ def clean(catalogue: Catalogue, external: External = "stub") -> CleaningReport:
     report = CleaningReport(external)
     if isinstance(catalogue, ReadCatalogue):
         report.duplicate_products = catalogue.duplicate_products
+        report.conflicting_products = catalogue.conflicting_products
     _clean_texts(catalogue, report)
     _build_hierarchy(catalogue)
     report.categories = len(catalogue.categories)

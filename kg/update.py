@@ -74,7 +74,7 @@ def update(
     start = time.perf_counter()
     log = RejectLog(strict=strict)
     if catalogue is not None:
-        delta: Catalogue = read_input(catalogue, interactions, fmt, log, progress)
+        delta: Catalogue = read_input(catalogue, interactions, fmt, log, rejects_path, progress)
     elif remove is not None and interactions is None:
         delta = Catalogue()
     else:

@@ -51,7 +51,18 @@ def build(
         typer.echo(json.dumps(summary.to_json(), indent=2))
     else:
         Console().print(summary_table(summary))
+        for line in reconciliation(summary.files):
+            err.print(line, highlight=False, soft_wrap=True)
         err.print(f"rejects: {summary.rejected} written to {summary.rejects_path}")
+
+
+def reconciliation(files: dict[str, dict[str, int]]) -> list[str]:
+    """One line per input file: its rows read and what became of each."""
+    return [
+        f"{name}: {n['rows_read']:,} rows read = {n['loaded']:,} loaded + {n['rejected']:,} "
+        f"rejected + {n['duplicates']:,} duplicates + {n['conflicts']:,} conflicts"
+        for name, n in files.items()
+    ]
 
 
 def summary_table(summary: BuildSummary) -> Table:

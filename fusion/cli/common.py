@@ -23,6 +23,7 @@ from rich.progress import (
 
 from kg.server_conf import ServerError
 from kg.stores.base import StoreError
+from kg.stores.uri import redact
 
 err = Console(stderr=True)
 
@@ -65,7 +66,8 @@ def user_errors() -> Iterator[None]:
     except USER_ERRORS as exc:
         if os.environ.get("KGREC_DEBUG"):
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # Whatever raised, a store URI's password never reaches the terminal.
+        err.print(f"[red]error:[/red] {redact(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

@@ -11,9 +11,9 @@ from kg.readers.fields import (
     RowError,
     describe,
     join_path,
+    opt_id_list,
     opt_price,
     opt_str,
-    opt_str_list,
     opt_text,
     req_id,
     str_list,
@@ -48,7 +48,7 @@ def _record(obj: dict) -> Record:
         categories=_paths(obj),
         price=opt_price(obj, "price"),
     )
-    return product, {rel: opt_str_list(related, key) for key, rel in _RELATED.items()}
+    return product, {rel: opt_id_list(related, key) for key, rel in _RELATED.items()}
 
 
 def read_amazon2014(path: str | Path, log: RejectLog | None = None) -> ReadCatalogue:

@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 
 from kg.readers.base import ReadCatalogue, Record, read_records, resolve_log
-from kg.readers.fields import join_path, opt_price, opt_str, opt_str_list, opt_text, req_id
+from kg.readers.fields import (
+    join_path,
+    opt_id_list,
+    opt_price,
+    opt_str,
+    opt_str_list,
+    opt_text,
+    req_id,
+)
 from kg.rejects import RejectLog
 from kg.schema import Product, Rel
 
@@ -23,8 +31,8 @@ def _record(obj: dict) -> Record:
         price=opt_price(obj, "price"),
     )
     relations = {
-        Rel.ALSO_BOUGHT: opt_str_list(obj, "also_buy"),
-        Rel.ALSO_VIEWED: opt_str_list(obj, "also_view"),
+        Rel.ALSO_BOUGHT: opt_id_list(obj, "also_buy"),
+        Rel.ALSO_VIEWED: opt_id_list(obj, "also_view"),
     }
     return product, relations
 

@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 
 from kg.readers.base import ReadCatalogue, Record, read_records, resolve_log
-from kg.readers.fields import join_path, opt_price, opt_str, opt_str_list, opt_text, req_id
+from kg.readers.fields import (
+    join_path,
+    opt_id_list,
+    opt_price,
+    opt_str,
+    opt_str_list,
+    opt_text,
+    req_id,
+)
 from kg.rejects import RejectLog
 from kg.schema import Product, Rel
 
@@ -22,7 +30,7 @@ def _record(obj: dict) -> Record:
         categories=[path] if path else [],
         price=opt_price(obj, "price"),
     )
-    return product, {Rel.BOUGHT_TOGETHER: opt_str_list(obj, "bought_together")}
+    return product, {Rel.BOUGHT_TOGETHER: opt_id_list(obj, "bought_together")}
 
 
 def read_amazon2023(path: str | Path, log: RejectLog | None = None) -> ReadCatalogue:

@@ -1,16 +1,18 @@
-"""One entry point for every layout: detect it from the path (or take `fmt`), read products,
-optionally add interactions from a second file."""
+"""One entry point for every layout: detect it from the path's first lines (or take `fmt`),
+read products, optionally add interactions from a second file."""
 
 from __future__ import annotations
 
+import ast
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kg.readers.amazon2014 import read_amazon2014
 from kg.readers.amazon2018 import read_amazon2018
 from kg.readers.amazon2023 import read_amazon2023
-from kg.readers.base import ReadCatalogue, first_line, resolve_log
+from kg.readers.base import ReadCatalogue, first_lines, resolve_log
 from kg.readers.beauty import beauty_file, read_beauty
 from kg.readers.generic import DEFAULT_PRODUCT_COLUMNS, read_table_catalogue
 from kg.readers.interactions import read_interactions
@@ -28,25 +30,40 @@ FORMATS = (*_READERS, "csv", "jsonl")
 
 
 def detect_format(path: str | Path, log: RejectLog | None = None) -> str | None:
-    """The layout of `path` from its shape and first line; None if it cannot be read."""
+    """The layout of `path` from its shape and first lines; None if it cannot be read.
+
+    A table is told by its header (the first line). Object-per-line files are told by a vote
+    of their first `DETECT_LINES` lines, each parsed: the most common layout wins, a tie goes
+    to the one seen first, and a line that parses as no object has no vote (so one broken
+    line does not pick the layout; the reader rejects it)."""
     path = Path(path)
     if path.is_dir():
         return "beauty" if beauty_file(path, "product.txt").exists() else None
-    first = first_line(path, resolve_log(log))
-    if first is None:
+    head = first_lines(path, resolve_log(log))
+    if not head:
         return None
-    line = first[1].lstrip()
-    if line.startswith("{'"):
-        return "amazon2014"
-    if line.startswith("{"):
+    first = head[0][1].lstrip()
+    if not first.startswith("{"):
+        return "rees46" if first.startswith("event_time,event_type,") else "csv"
+    votes = Counter(layout for _, line in head if (layout := _object_layout(line)))
+    return votes.most_common(1)[0][0] if votes else "jsonl"
+
+
+def _object_layout(line: str) -> str | None:
+    """The layout one object line is in; None when it is no object as JSON or Python literal."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
         try:
-            obj = json.loads(line)
-        except ValueError:
-            return "jsonl"  # a broken first line is the reader's to reject
-        if isinstance(obj, dict) and "parent_asin" in obj:
-            return "amazon2023"
-        return "amazon2018" if isinstance(obj, dict) and "asin" in obj else "jsonl"
-    return "rees46" if line.startswith("event_time,event_type,") else "csv"
+            obj = ast.literal_eval(line)  # the 2014 layout: Python literals, single quotes
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
+            return None
+        return "amazon2014" if isinstance(obj, dict) else None
+    if not isinstance(obj, dict):
+        return None
+    if "parent_asin" in obj:
+        return "amazon2023"
+    return "amazon2018" if "asin" in obj else "jsonl"
 
 
 def read_catalogue(

@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kg.readers.base import ReadCatalogue, gc_paused, open_text, read_csv, read_lines, resolve_log
+from kg.readers.base import (
+    ReadCatalogue,
+    RowSource,
+    gc_paused,
+    open_text,
+    read_csv,
+    read_lines,
+    resolve_log,
+)
 from kg.rejects import RejectLog
 from kg.schema import Category, Interaction, Product, Rel
 
@@ -65,6 +73,7 @@ def _titles(directory: Path, log: RejectLog) -> dict[str, str]:
     titles = {}
     for lineno, row in read_csv(path, log):
         if lineno == 1 and row[1:2] == ["global_product_id"]:
+            log.header(path)
             continue
         try:
             titles[to_asin[int(row[1])]] = row[2]
@@ -99,10 +108,12 @@ def read_beauty(directory: str | Path, log: RejectLog | None = None) -> ReadCata
     log = resolve_log(log)
     directory = Path(directory)
     catalogue = ReadCatalogue()
-    asins = _indexed(beauty_file(directory, "product.txt"), log)
+    path = beauty_file(directory, "product.txt")
+    asins = _indexed(path, log)
     titles = _titles(directory, log)
-    for asin in asins.values():
-        catalogue.add_product(Product(asin, title=titles.get(asin, "")))
+    for index, asin in asins.items():
+        source = RowSource(log, path, index + 1, asin)
+        catalogue.add_product(Product(asin, title=titles.get(asin, "")), source)
 
     brands = _indexed(beauty_file(directory, "brand.txt"), log)
     # brand.txt has a blank line (index 952): products pointing at it have no brand name,

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 
 from kg.schema import CATEGORY_PATH_SEP
+from kg.text import UNSAFE_CHARS
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
@@ -28,11 +29,15 @@ def req_id(row: dict, *keys: str) -> str:
 
 
 def id_value(value: object, what: str) -> str:
+    """An id as given (outer whitespace trimmed). One holding a control or bidi character is
+    rejected, not cleaned: a silently altered id would merge with or shadow another."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise RowError(f"{what}: expected a string id, got {describe(value)}")
     text = str(value).strip()
     if not text:
         raise RowError(f"missing {what}")
+    if unsafe := UNSAFE_CHARS.search(text):
+        raise RowError(f"{what}: id {text!r} holds control character U+{ord(unsafe.group()):04X}")
     return text
 
 
@@ -66,6 +71,11 @@ def str_list(value: object, what: str) -> list[str]:
 
 def opt_str_list(row: dict, key: str) -> list[str]:
     return str_list(row.get(key), key)
+
+
+def opt_id_list(row: dict, key: str) -> list[str]:
+    """A list of product ids (related products), each checked as `id_value` does."""
+    return [id_value(v, key) for v in opt_str_list(row, key)]
 
 
 def opt_price(row: dict, key: str) -> float | None:

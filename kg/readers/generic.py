@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from kg.readers.base import ReadCatalogue, gc_paused, read_table, resolve_log
+from kg.readers.base import ReadCatalogue, RowSource, gc_paused, read_table, resolve_log
 from kg.readers.fields import (
     RowError,
     join_path,
@@ -87,8 +87,12 @@ def read_table_catalogue(
         except RowError as exc:
             log.add(path, lineno, str(exc), str(row))
             continue
-        if product is not None:
-            catalogue.add_product(product)
         if interaction is not None:
+            # An event row: its product part merges quietly (prices move between events).
             catalogue.interactions.append(interaction)
+            source = None
+        else:
+            source = RowSource(log, path, lineno, row)
+        if product is not None:
+            catalogue.add_product(product, source)
     return catalogue

@@ -7,7 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kg.readers.base import ReadCatalogue, first_line, gc_paused, parse_lines, read_csv, resolve_log
+from kg.readers.base import (
+    ReadCatalogue,
+    first_lines,
+    gc_paused,
+    parse_lines,
+    read_csv,
+    resolve_log,
+)
 from kg.readers.fields import RowError, as_object, id_value, opt_float, req_id
 from kg.rejects import RejectLog
 from kg.schema import Interaction
@@ -55,14 +62,15 @@ def read_interactions(path: str | Path, log: RejectLog | None = None) -> ReadCat
     """A catalogue holding only interactions (products are whatever the metadata says)."""
     log = resolve_log(log)
     catalogue = ReadCatalogue()
-    first = first_line(path, log)
-    if first is None:
+    head = first_lines(path, log, 1)
+    if not head:
         return catalogue
-    if first[1].lstrip().startswith("{"):
-        catalogue.interactions.extend(i for _, i in parse_lines(path, log, _review))
+    if head[0][1].lstrip().startswith("{"):
+        catalogue.interactions.extend(i for _, _, i in parse_lines(path, log, _review))
         return catalogue
     for lineno, row in read_csv(path, log):
-        if lineno == first[0] and _is_header(row):
+        if lineno == head[0][0] and _is_header(row):
+            log.header(path)
             continue
         try:
             catalogue.interactions.append(_rating_row(row))

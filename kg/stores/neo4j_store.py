@@ -30,6 +30,7 @@ from kg.stores.base import (
     StoreError,
     counts_dict,
 )
+from kg.stores.uri import redact, split_credentials
 
 T = TypeVar("T")
 
@@ -113,13 +114,16 @@ class Neo4jStore(Store):
         batch_size: int = BATCH_SIZE,
         rel_batch_size: int = REL_BATCH_SIZE,
     ) -> None:
-        self.uri = uri
+        """Credentials in `uri` (`bolt://user:password@host:port`) win over `user`/`password`;
+        `self.uri`, shown in summaries and errors, has the password masked."""
+        self.uri = redact(uri)
         self.database = database
         self.batch_size = batch_size
         self.rel_batch_size = rel_batch_size
+        bare, uri_user, uri_password = split_credentials(uri)
         self._driver = GraphDatabase.driver(
-            uri,
-            auth=(user, password),
+            bare,
+            auth=(uri_user or user, password if uri_password is None else uri_password),
             # Types absent from a partial graph (e.g. no SUBCATEGORY_OF) are expected, not warnings.
             notifications_disabled_classifications=[
                 neo4j.NotificationDisabledClassification.UNRECOGNIZED
@@ -129,7 +133,7 @@ class Neo4jStore(Store):
             self._driver.verify_connectivity()
         except (ServiceUnavailable, AuthError, Neo4jError, OSError, ValueError) as exc:
             self._driver.close()
-            raise StoreError(f"cannot connect to Neo4j at {uri}: {exc}") from exc
+            raise StoreError(redact(f"cannot connect to Neo4j at {self.uri}: {exc}")) from exc
 
     def session(self) -> neo4j.Session:
         return self._driver.session(database=self.database)

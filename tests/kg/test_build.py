@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from typer.testing import CliRunner
 
@@ -80,3 +81,48 @@ def test_killed_build_reruns_to_clean_counts(neo4j_clean, tmp_path: Path) -> Non
             assert summary["relationships"] == reference.relationships
         finally:
             store.clear()  # in memory-bounded batches, for the next test's fixture
+
+
+def test_rejects_file_always_written_and_rows_reconciled(tmp_path: Path) -> None:
+    good = (Path(__file__).parent.parent / "fixtures" / "meta_2018_bad.jsonl").read_text()
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text("{abc\n" + good.splitlines()[0] + "\n")
+    rejects = tmp_path / "r.jsonl"
+    args = ["--catalogue", str(meta), "--store", f"embedded:{tmp_path / 'g'}"]
+    result = _cli(*args, "--rejects", str(rejects), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["nodes"]["Product"] - summary["cleaning"]["stubs_added"] == 1
+    assert summary["files"] == {
+        str(meta): {"rows_read": 2, "loaded": 1, "rejected": 1, "duplicates": 0, "conflicts": 0}
+    }
+    assert [json.loads(line)["line"] for line in rejects.read_text().splitlines()] == [1]
+    table = _cli(*args, "--rejects", str(rejects))
+    assert "2 rows read = 1 loaded + 1 rejected + 0 duplicates + 0 conflicts" in table.stderr
+
+    meta.write_text("{abc\n")  # nothing readable: an error, and the rejects file says why
+    failed = _cli(*args, "--rejects", str(rejects))
+    assert failed.exit_code == 1 and str(rejects) in failed.output
+    assert json.loads(rejects.read_text())["line"] == 1
+
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text(good.splitlines()[0] + "\n")
+    assert _cli("--catalogue", str(clean), *args[2:], "--rejects", str(rejects)).exit_code == 0
+    assert rejects.read_text() == ""  # no stale rejects from the run before
+
+
+def test_store_password_is_never_printed(neo4j_clean, tmp_path: Path) -> None:
+    """A password given in --store is used, and shown as *** in errors and the summary."""
+    secret = "Wr0ng-S3cret"
+    host = neo4j_clean.uri.partition("://")[2]
+    meta = Path(__file__).parent.parent / "fixtures" / "meta_2023.jsonl"
+    args = ["--catalogue", str(meta), "--rejects", str(tmp_path / "r.jsonl")]
+    for where in (host, "127.0.0.1:1"):  # wrong password; nothing listening
+        result = _cli(*args, "--store", f"bolt://neo4j:{secret}@{where}")
+        assert result.exit_code == 1 and "error:" in result.output
+        assert secret not in result.output and f"bolt://neo4j:***@{where}" in result.output
+    password = quote(neo4j_clean.password, safe="")
+    result = _cli(*args, "--store", f"bolt://{neo4j_clean.user}:{password}@{host}", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["store"] == f"bolt://{neo4j_clean.user}:***@{host}"
+    assert password not in result.output

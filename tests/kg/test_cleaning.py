@@ -32,6 +32,12 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
         ("line<br/>break  and <i>italics</i>", "line break and italics"),
         ("&lt;b&gt; is shown", "<b> is shown"),
         ("3 > 2", "3 > 2"),
+        # Control and bidi characters: removed, the whitespace ones become spaces.
+        ("Safe\u202egnp.exe", "Safegnp.exe"),
+        ("a\x00b\x1b[31m", "ab[31m"),
+        ("left\u2066right\u2069 \x7f", "leftright"),
+        ("one\rtwo\x0bthree\tfour", "one two three four"),
+        ("&#x202E;hidden&#0;", "hidden\ufffd"),  # an entity for one is removed too
     ],
 )
 def test_strip_html(raw, text):
@@ -111,6 +117,19 @@ def test_clean_counts_reader_merges():
     # Line 1 links to itself and is repeated on line 8, whose other 6 edges are repeats.
     assert report.self_loops == 2 and report.duplicate_edges == 6
     assert catalogue.products["B0GOOD0001"].title == "Good & Proper Magazine"
+
+
+def test_titles_lose_control_characters_and_count_as_changed():
+    catalogue = Catalogue(
+        products={
+            "a": Product("a", title="Nice\u202e\x00 Soap", brand="Ac\u2067me"),
+            "b": Product("b", title="Plain"),
+        }
+    )
+    report = clean(catalogue)
+    assert catalogue.products["a"].title == "Nice Soap"
+    assert catalogue.products["a"].brand == "Acme"
+    assert report.texts_changed == 1
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +30,9 @@ MAGAZINE = DATA / "amazon-magazine-2018"
 BEAUTY = DATA / "amazon-beauty-2014"
 REES46 = DATA / "rees46-2019-oct-sample" / "events-2019-10-01.csv.gz"
 FIXTURES = Path(__file__).parent.parent / "fixtures"
+REES46_HEADER = (
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+)
 
 
 def lines_of(log: RejectLog) -> dict[int, str]:
@@ -280,3 +285,136 @@ def test_unreadable_files_are_rejects(tmp_path):
 
     with pytest.raises(BadInputError, match="unreadable file"):
         read_beauty(tmp_path, RejectLog(strict=True))  # no product.txt here
+
+
+# One line per layout, for product (or event) number i; `name` is where a non-UTF-8 byte goes.
+_LINES = {
+    "amazon2014": lambda i, name: f"{{'asin': 'P{i:02}', 'title': '{name}'}}",
+    "amazon2018": lambda i, name: f'{{"asin": "P{i:02}", "title": "{name}"}}',
+    "amazon2023": lambda i, name: f'{{"parent_asin": "P{i:02}", "title": "{name}"}}',
+    "csv": lambda i, name: f"P{i:02},{name}",
+    "rees46": lambda i, name: f"2019-10-01 00:00:{i:02} UTC,view,P{i:02},1,,{name},1.0,u{i},s",
+}
+_HEADERS = {"csv": "id,title", "rees46": REES46_HEADER}
+
+
+@pytest.mark.parametrize("fmt", sorted(_LINES))
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_a_non_utf8_line_is_one_reject(tmp_path, fmt, gz):
+    """Line 11 of 21 in latin-1: that line is rejected under its own number with its bytes
+    shown, every valid row before and after it loads (the file used to end there)."""
+    header = [_HEADERS[fmt].encode()] if fmt in _HEADERS else []
+    numbers = range(1, 22 - len(header))
+    lines = header + [_LINES[fmt](i, "Caf\u00e9").encode() for i in numbers]
+    bad = numbers[10 - len(header)]
+    lines[10] = _LINES[fmt](bad, "Caf\u00e9").encode("latin-1")
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / ("data.gz" if gz else "data")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    log = RejectLog()
+    catalogue = read_catalogue(path, log=log)
+    assert [(r.file, r.line) for r in log.rejects] == [(str(path), 11)]
+    reject = log.rejects[0]
+    assert reject.reason == f"not UTF-8 text: byte 0xe9 at position {lines[10].index(233) + 1}"
+    assert reject.raw == repr(lines[10]) and "Caf\\xe9" in reject.raw
+    assert set(catalogue.products) == {f"P{i:02}" for i in numbers if i != bad}
+    assert log.files[str(path)].to_json() == {
+        "rows_read": len(numbers),
+        "loaded": len(numbers) - 1,
+        "rejected": 1,
+        "duplicates": 0,
+        "conflicts": 0,
+    }
+
+
+def test_interactions_and_beauty_files_survive_a_bad_byte(tmp_path):
+    reviews = tmp_path / "reviews.jsonl"
+    good = (FIXTURES / "reviews_2018.jsonl").read_bytes().splitlines()[:2]
+    reviews.write_bytes(b"\n".join([good[0], b'{"reviewerID": "\xff"}', good[1]]))
+    log = RejectLog()
+    assert len(read_interactions(reviews, log).interactions) == 2
+    assert [(r.line, r.raw) for r in log.rejects] == [(2, repr(b'{"reviewerID": "\xff"}'))]
+
+    beauty = tmp_path / "beauty"
+    shutil.copytree(BEAUTY, beauty)
+    with gzip.open(beauty / "brand.txt.gz", "rb") as stream:
+        brands = stream.read().split(b"\n")
+    brands[4] = b"Beaut\xe9"  # index 4, line 5
+    (beauty / "brand.txt.gz").write_bytes(gzip.compress(b"\n".join(brands)))
+    log = RejectLog()
+    catalogue = read_beauty(beauty, log)
+    assert [(Path(r.file).name, r.line) for r in log.rejects[:1]] == [("brand.txt.gz", 5)]
+    assert len(catalogue.products) == 12_101  # later brand lines still read
+    assert log.files[str(beauty / "brand.txt.gz")].rows_read == 2076
+
+
+def test_a_broken_first_line_does_not_pick_the_layout(tmp_path):
+    good = (FIXTURES / "meta_2018_bad.jsonl").read_text().splitlines()[0]
+    path = tmp_path / "meta.jsonl"
+    path.write_text("{abc\n" + good + "\n")
+    assert detect_format(path) == "amazon2018"
+    log = RejectLog()
+    assert set(read_catalogue(path, log=log).products) == {"B00005N7NQ"}
+    assert [r.line for r in log.rejects] == [1]
+    # The vote: the layout most lines parse as, a tie going to the first seen.
+    literal = (FIXTURES / "meta_2014.txt").read_text().splitlines()[0]
+    path.write_text("\n".join(["{}", "{abc", literal, good, good]))
+    assert detect_format(path) == "amazon2018"
+    path.write_text("\n".join(["{abc", literal, good]))
+    assert detect_format(path) == "amazon2014"
+
+
+def test_ids_with_control_or_bidi_characters_are_rejected(tmp_path):
+    path = tmp_path / "meta.jsonl"
+    rows = [
+        {"asin": "B01", "title": "fine", "also_buy": ["B02"]},
+        {"asin": "B0\u0000NUL", "title": "nul in the id"},
+        {"asin": "B0\u202eRTL", "title": "override in the id"},
+        {"asin": "B03", "also_buy": ["B01", "B\u2066X"]},  # a related id is an id too
+        {"asin": "B04", "title": "Tab\tand\u202e bidi in a title are cleaning's job"},
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    log = RejectLog()
+    catalogue = read_catalogue(path, log=log)
+    assert set(catalogue.products) == {"B01", "B04"}
+    assert lines_of(log) == {
+        2: "asin: id 'B0\\x00NUL' holds control character U+0000",
+        3: "asin: id 'B0\\u202eRTL' holds control character U+202E",  # shown escaped
+        4: "also_buy: id 'B\\u2066X' holds control character U+2066",
+    }
+
+
+def test_conflicting_duplicates_are_reported_first_row_wins(tmp_path):
+    path = tmp_path / "meta.jsonl"
+    rows = [
+        {"asin": "B01", "title": "First", "price": "$2.00"},
+        {"asin": "B01", "title": "First", "brand": "Acme"},  # fills a blank: no conflict
+        {"asin": "B01", "title": "Second", "price": "$3.00", "category": ["Home"]},
+        {"asin": "B01", "title": "First", "price": "$2.00"},  # a plain repeat
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    log = RejectLog()
+    catalogue = read_catalogue(path, log=log)
+    product = catalogue.products["B01"]
+    assert (product.title, product.price, product.brand) == ("First", 2.0, "Acme")
+    assert product.categories == ["Home"]  # united, never a conflict
+    assert (catalogue.duplicate_products, catalogue.conflicting_products) == (3, 1)
+    assert len(log) == 0  # nothing rejected: every row is valid
+    assert log.files[str(path)].to_json() == {
+        "rows_read": 4, "loaded": 1, "rejected": 0, "duplicates": 2, "conflicts": 1
+    }  # fmt: skip
+    written = [
+        json.loads(line) for line in log.write(tmp_path / "r.jsonl").read_text().split("\n") if line
+    ]
+    assert written == [
+        {
+            "file": str(path),
+            "line": 3,
+            "reason": "product 'B01' read again with other values; the first row "
+            f"({path}:1) wins: title: kept 'First', dropped 'Second'; "
+            "price: kept 2.0, dropped 3.0",
+            "raw": json.dumps(rows[2]),
+            "kind": "conflict",
+            "kept": f"{path}:1",
+        }
+    ]
