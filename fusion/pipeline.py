@@ -62,7 +62,9 @@ def train(
     metrics = {"relation": options.relation, "train": result.to_dict()}
     if options.warm_start:
         metrics["warm_start"] = str(options.warm_start)
-    save_checkpoint(model, data, out, metrics, trained_pairs(split), result.optimizer_state)
+    save_checkpoint(
+        model, data, out, metrics, trained_pairs(split), result.optimizer_state, store_uri
+    )
     return model, result, split
 
 

@@ -1,27 +1,41 @@
-"""Checkpoints of a fused model: one directory holding the weights, the config, the graph's id
-maps, the text-model id, the metrics, the training pairs it was fitted on (what a warm start
-treats as old) and the optimizer state it ended with (what a warm start resumes), written
-atomically (a crash leaves either the old checkpoint or the new one,
-never a mix).
+"""Checkpoints of a fused model: one directory holding the weights (safetensors), the config,
+the graph's id maps, the text-model id, the metrics, the training pairs it was fitted on (what
+a warm start treats as old), the optimizer state it ended with (what a warm start resumes) and
+a generated model card (`README.md`).
+
+Saving is crash-safe: the new checkpoint is written and fsynced in a temporary directory beside
+`path`, then swapped in by two renames (`path` → `.NAME.old`, temporary → `path`), each made
+durable by an fsync of the parent directory. Whatever a crash leaves behind is repaired by the
+next save or load: a complete `.NAME.old` without `path` (a crash between the renames) is
+restored, a `.NAME.old` beside `path` (a crash before it was deleted) and the temporary
+directories of dead processes are removed.
 
 Loading refuses a checkpoint whose id maps differ from the graph it is loaded onto, or whose
 text model differs from the one that produced the text vectors at hand: product index i would
-silently mean a different product, or text vectors would live in a different space.
+silently mean a different product, or text vectors would live in a different space. When new
+nodes are allowed (warm starts, serving), it still refuses a graph that holds fewer than half
+of the checkpoint's products: that is another catalogue, not a grown one.
 """
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
+import logging
 import os
 import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
@@ -31,15 +45,24 @@ from fusion.model.fused import FusedModel
 from gnn.encoders import EdgeType
 from kg.export import load_id_maps, save_id_maps
 
-WEIGHTS, CONFIG, ID_MAPS, META = "weights.pt", "config.json", "id_maps.json", "meta.json"
+log = logging.getLogger(__name__)
+
+WEIGHTS, CONFIG, ID_MAPS, META = "weights.safetensors", "config.json", "id_maps.json", "meta.json"
 TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
-OPTIMIZER = "optimizer.pt"  # {"names": parameter names, "state": Adam's state_dict}
+# Adam's state by parameter name: tensors "<name>/<exp_avg|exp_avg_sq|step>", the parameter
+# names and param_groups in the metadata (JSON).
+OPTIMIZER = "optimizer.safetensors"
+CARD = "README.md"
+# Checkpoints written before safetensors (torch.save pickles, read with weights_only=True).
+LEGACY_WEIGHTS, LEGACY_OPTIMIZER = "weights.pt", "optimizer.pt"
 # Parameters with one row per node of a type, in id-map order.
 ID_TABLES = {
     "product": ("item_ids.weight",),
     "brand": ("vocab.made_by.bag.weight",),
     "category": ("vocab.in_category.bag.weight",),
 }
+# Below this share of the checkpoint's products in the graph, the graph is another catalogue.
+MIN_PRODUCT_OVERLAP = 0.5
 
 
 class CheckpointMismatchError(ValueError):
@@ -57,41 +80,214 @@ def save_checkpoint(
     metrics: dict[str, Any] | None = None,
     trained: Trained | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    store: str | None = None,
 ) -> Path:
     """Write `model` (built on `graph`) to the directory `path`, replacing it atomically;
     `trained` = the training pairs it was fitted on (`fusion.data.replay.trained_pairs`),
-    `optimizer_state` = the state_dict of its Adam optimizer (`TrainResult.optimizer_state`)."""
+    `optimizer_state` = the state_dict of its Adam optimizer (`TrainResult.optimizer_state`),
+    `store` = where the graph came from (for the model card)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    old = _old(path)
+    recover(path)
+    if path.exists():  # a leftover would block the swap (recover keeps one a live save may own)
+        shutil.rmtree(old, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-", dir=path.parent))
     try:
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, tmp / WEIGHTS, {"format": "kgrec fused model"})
         _write_json(tmp / CONFIG, model.config.to_dict())
         save_id_maps(graph, tmp / ID_MAPS)
         meta = {
             "text_model": model.config.text_model,
             "metrics": metrics or {},
             "relations": [list(et) for et in model.edge_types],
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "kgrec_version": kgrec_version(),
+            "data": {"store": _public_uri(store), **graph_counts(graph)},
         }
         _write_json(tmp / META, meta)
         if trained is not None:
-            with open(tmp / TRAINED, "wb") as f:
-                with gzip.open(f, "wt") as gz:  # ~150k pairs on Beauty: gzip is 10x smaller
-                    json.dump(trained, gz)
-                os.fsync(f.fileno())
+            with gzip.open(tmp / TRAINED, "wt") as gz:  # ~150k pairs on Beauty: gzip is 10x smaller
+                json.dump(trained, gz)
         if optimizer_state is not None:
             names = [name for name, _ in model.named_parameters()]
-            torch.save({"names": names, "state": optimizer_state}, tmp / OPTIMIZER)
-        # Swap directories: rename the old one aside, move the new one in, drop the old one.
-        old = path.with_name(f".{path.name}.old")
+            _save_optimizer(tmp / OPTIMIZER, names, optimizer_state)
+        (tmp / CARD).write_text(model_card(path.name, model.config.to_dict(), meta))
+        for file in tmp.iterdir():
+            _fsync(file)
+        _fsync(tmp)
+        # Swap: the old checkpoint aside, the new one in, each rename made durable.
         if path.exists():
             os.replace(path, old)
+            _fsync(path.parent)
         os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        _fsync(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():
+            os.replace(old, path)  # the swap failed halfway: put the old checkpoint back
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def recover(path: str | Path) -> Path:
+    """The directory to read the checkpoint `path` from, after repairing what a crashed save
+    left: temporary directories of processes that no longer run are removed; a complete
+    `.NAME.old` without `path` (a crash between the two renames) is renamed back, or read in
+    place while another process is still saving; a `.NAME.old` beside `path` is removed."""
+    path = Path(path)
+    old = _old(path)
+    saving = _drop_dead_temporaries(path)
+    if old.is_dir() and not saving:
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        elif _is_complete(old):
+            log.warning("restoring checkpoint %s from %s (a save was interrupted)", path, old)
+            try:
+                os.replace(old, path)
+                _fsync(path.parent)
+            except FileNotFoundError:  # another process restored it first
+                pass
+    elif saving and not path.exists() and _is_complete(old):
+        return old  # a save is between its renames: the previous checkpoint is complete
+    return path
+
+
+def _drop_dead_temporaries(path: Path) -> bool:
+    """Remove the temporary directories of saves whose process is gone; whether a save to
+    `path` by a live process is in progress."""
+    live = False
+    prefix = _tmp_prefix(path)
+    for tmp in path.parent.glob(f"{prefix}*") if path.parent.is_dir() else ():
+        pid = tmp.name.removeprefix(prefix).split("-")[0]
+        if pid.isdigit() and _running(int(pid)):
+            live = True
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return live
+
+
+def _old(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-"
+
+
+def _is_complete(path: Path) -> bool:
+    return all((path / name).is_file() for name in (CONFIG, META, ID_MAPS)) and (
+        (path / WEIGHTS).is_file() or (path / LEGACY_WEIGHTS).is_file()
+    )
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a directory's entries to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def kgrec_version() -> str:
+    try:
+        return version("kgrec")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def graph_counts(graph: HeteroData) -> dict[str, Any]:
+    """Nodes per type and edges per relation (reverse edge types left out)."""
+    return {
+        "nodes": {t: int(graph[t].num_nodes) for t in graph.node_types},
+        "edges": {
+            et[1]: int(graph[et].num_edges)
+            for et in graph.edge_types
+            if not et[1].startswith("rev_")
+        },
+    }
+
+
+def _public_uri(store: str | None) -> str | None:
+    """The store URI without a password."""
+    if not store or "@" not in store:
+        return store
+    parts = urlsplit(store)
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].split(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[2]}" if user else netloc[2]))
+
+
+def model_card(name: str, config: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The checkpoint's README.md: what it was trained on, how, and how well."""
+    metrics, data = meta["metrics"], meta["data"]
+    train = metrics.get("train", {})
+    relation = metrics.get("relation") if config["task"] == "related" else None
+    task = config["task"] + (f" / {relation}" if relation else "")
+    nodes, edges = data["nodes"], data["edges"]
+    rows = [
+        ("task", task),
+        ("data", f"store `{data['store'] or 'not recorded'}`"),
+        ("products / users", f"{nodes.get('product', 0):,} / {nodes.get('user', 0):,}"),
+        ("edges", ", ".join(f"{rel} {n:,}" for rel, n in sorted(edges.items())) or "none"),
+        ("text model", f"`{meta['text_model'] or 'not recorded'}`"),
+        ("trained", f"{meta['created']} with kgrec {meta['kgrec_version']}"),
+    ]
+    if train:
+        rows.append(
+            (
+                "best validation",
+                f"{train['metric']} {train['best']:.4f} at epoch {train['best_epoch']} of "
+                f"{train['epochs']} ({train['stopped_by']}, {train['seconds']:.0f} s)",
+            )
+        )
+    if "warm_start" in metrics:
+        rows.append(("warm start from", f"`{metrics['warm_start']}`"))
+    table = "\n".join(f"| {key} | {value} |" for key, value in rows)
+    return (
+        f"# kgrec model `{name}`\n\nA fused text + graph model (`fusion.model.fused`), "
+        "generated with the checkpoint.\n\n| | |\n| --- | --- |\n"
+        f"{table}\n\n## Metrics\n\n```json\n{json.dumps(metrics, indent=2)}\n```\n\n"
+        f"## Configuration\n\n```json\n{json.dumps(config, indent=2)}\n```\n\n"
+        "Load it with `fusion.serving.recommender.Recommender.load(DIR, store)`, evaluate it "
+        "with `kgrec evaluate --checkpoint DIR`.\n"
+    )
+
+
+def _save_optimizer(file: Path, names: list[str], state: dict[str, Any]) -> None:
+    tensors = {
+        f"{names[index]}/{key}": value.detach().cpu().contiguous()
+        for index, values in state["state"].items()
+        for key, value in values.items()
+    }
+    metadata = {"names": json.dumps(names), "param_groups": json.dumps(state["param_groups"])}
+    save_file(tensors, file, metadata)
+
+
+def _load_optimizer(file: Path) -> dict[str, Any]:
+    """`{"names", "state"}`, as `torch.load` returns it from the old format."""
+    with safe_open(file, "pt") as f:
+        metadata = f.metadata()
+    names = json.loads(metadata["names"])
+    per_param: dict[int, dict[str, Tensor]] = {}
+    for key, tensor in load_file(file).items():
+        name, _, moment = key.rpartition("/")
+        per_param.setdefault(names.index(name), {})[moment] = tensor
+    groups = json.loads(metadata["param_groups"])
+    return {"names": names, "state": {"state": per_param, "param_groups": groups}}
 
 
 def load_checkpoint(
@@ -109,7 +305,7 @@ def load_checkpoint(
     ids: known products/brands/categories keep their rows, new ones start at zero and are placed
     by their text and neighbours (the inductive path).
     """
-    path = Path(path)
+    path = recover(path)
     meta = read_meta(path)
     config = FusedConfig(**meta["config"])
     if config.text_model != text_model:
@@ -123,6 +319,8 @@ def load_checkpoint(
         raise CheckpointMismatchError(
             f"checkpoint {path} has node types {sorted(saved)}, this graph {sorted(current)}"
         )
+    if allow_new_nodes:
+        _check_overlap(path, saved["product"], current["product"])
     for node_type in sorted(current):
         if saved[node_type] != current[node_type] and not allow_new_nodes:
             raise CheckpointMismatchError(
@@ -130,11 +328,28 @@ def load_checkpoint(
                 f"({len(saved[node_type])} saved vs {len(current[node_type])} "
                 "now); retrain on this graph"
             )
-    state = _read(path / WEIGHTS, lambda f: torch.load(f, map_location, weights_only=True))
+    if (path / WEIGHTS).is_file():
+        state = _read(path / WEIGHTS, lambda f: load_file(f, device=str(map_location)))
+    else:  # written before safetensors
+        state = _read(
+            path / LEGACY_WEIGHTS, lambda f: torch.load(f, map_location, weights_only=True)
+        )
     model = FusedModel(graph, text, config)
     _check_relations(path, meta.get("relations"), model.edge_types)
     model.load_state_dict(_follow_graph(state, saved, current))
     return model.eval()
+
+
+def _check_overlap(path: Path, saved: list[str], current: list[str]) -> None:
+    """Refuse a graph that lost most of the checkpoint's products: another catalogue (every
+    product would be "new" and start from zero), not the same one grown or trimmed."""
+    kept = len(set(saved) & set(current))
+    if saved and kept < MIN_PRODUCT_OVERLAP * len(saved):
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was trained on another catalogue: only {kept:,} of its "
+            f"{len(saved):,} products are in this graph (at least "
+            f"{MIN_PRODUCT_OVERLAP:.0%} must be); train a new model on this graph"
+        )
 
 
 def _check_relations(path: Path, saved: list[list[str]] | None, current: list[EdgeType]) -> None:
@@ -156,10 +371,13 @@ def load_optimizer_state(
     """The optimizer state saved with the checkpoint at `path`, for `model` (loaded from it onto
     `graph`): id-table rows follow the graph's ids like the weights' (new rows start at zero).
     None if the checkpoint has none."""
-    path = Path(path)
-    if not (path / OPTIMIZER).is_file():
+    path = recover(path)
+    if (path / OPTIMIZER).is_file():
+        saved = _read(path / OPTIMIZER, _load_optimizer)
+    elif (path / LEGACY_OPTIMIZER).is_file():  # written before safetensors
+        saved = _read(path / LEGACY_OPTIMIZER, lambda f: torch.load(f, "cpu", weights_only=True))
+    else:
         return None
-    saved = _read(path / OPTIMIZER, lambda f: torch.load(f, "cpu", weights_only=True))
     names, state = saved["names"], saved["state"]
     if names != [name for name, _ in model.named_parameters()]:
         raise CheckpointMismatchError(f"optimizer state in {path} does not match its model")
@@ -200,8 +418,9 @@ def _follow_ids(table: Tensor, saved: list[str], current: list[str]) -> Tensor:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """`{"config", "text_model", "metrics"}` of the checkpoint at `path` (no weights loaded)."""
-    path = Path(path)
+    """`{"config", "text_model", "metrics", …}` of the checkpoint at `path` (no weights
+    loaded); a checkpoint left aside by an interrupted save is restored first."""
+    path = recover(path)
     if not (path / CONFIG).is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path}: train one with `kgrec train` (or pass --checkpoint)"
@@ -215,24 +434,29 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
 
 def read_trained(path: str | Path) -> Trained | None:
     """The training pairs the checkpoint at `path` was fitted on; None if it has no record."""
-    file = Path(path) / TRAINED
+    file = recover(path) / TRAINED
     if not file.is_file():
         return None
     return _read(file, _read_gzip_json)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    path.write_text(json.dumps(obj))
 
 
 def _read(file: Path, load: Callable[[Path], Any]) -> Any:
     """`load(file)`, a damaged file (or a missing one inside the checkpoint) named in the error."""
     try:
         return load(file)
-    except (OSError, EOFError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        RuntimeError,
+        pickle.UnpicklingError,
+        SafetensorError,
+    ) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointUnreadableError(
             f"checkpoint file {file} is unreadable ({reason}); retrain or restore it"
