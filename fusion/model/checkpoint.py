@@ -3,12 +3,8 @@ the graph's id maps, the text-model id, the metrics, the training pairs it was f
 a warm start treats as old), the optimizer state it ended with (what a warm start resumes) and
 a generated model card (`README.md`).
 
-Saving is crash-safe: the new checkpoint is written and fsynced in a temporary directory beside
-`path`, then swapped in by two renames (`path` → `.NAME.old`, temporary → `path`), each made
-durable by an fsync of the parent directory. Whatever a crash leaves behind is repaired by the
-next save or load: a complete `.NAME.old` without `path` (a crash between the renames) is
-restored, a `.NAME.old` beside `path` (a crash before it was deleted) and the temporary
-directories of dead processes are removed.
+Saving is crash-safe (`fusion.model.atomic_dir`): a crash leaves the old checkpoint or the new
+one, and whatever it leaves behind is repaired by the next save or load.
 
 Loading refuses a checkpoint whose id maps differ from the graph it is loaded onto, or whose
 text model differs from the one that produced the text vectors at hand: product index i would
@@ -22,16 +18,10 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
-import logging
-import os
 import pickle
-import shutil
-import tempfile
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -41,11 +31,11 @@ from torch_geometric.data import HeteroData
 
 from fusion.config import FusedConfig
 from fusion.data.replay import Trained
+from fusion.model import atomic_dir
+from fusion.model.card import graph_counts, kgrec_version, model_card, public_uri
 from fusion.model.fused import FusedModel
 from gnn.encoders import EdgeType
 from kg.export import load_id_maps, save_id_maps
-
-log = logging.getLogger(__name__)
 
 WEIGHTS, CONFIG, ID_MAPS, META = "weights.safetensors", "config.json", "id_maps.json", "meta.json"
 TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
@@ -87,13 +77,7 @@ def save_checkpoint(
     `optimizer_state` = the state_dict of its Adam optimizer (`TrainResult.optimizer_state`),
     `store` = where the graph came from (for the model card)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = _old(path)
-    recover(path)
-    if path.exists():  # a leftover would block the swap (recover keeps one a live save may own)
-        shutil.rmtree(old, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-", dir=path.parent))
-    try:
+    with atomic_dir.replacing(path, _is_complete) as tmp:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / WEIGHTS, {"format": "kgrec fused model"})
         _write_json(tmp / CONFIG, model.config.to_dict())
@@ -104,7 +88,7 @@ def save_checkpoint(
             "relations": [list(et) for et in model.edge_types],
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "kgrec_version": kgrec_version(),
-            "data": {"store": _public_uri(store), **graph_counts(graph)},
+            "data": {"store": public_uri(store), **graph_counts(graph)},
         }
         _write_json(tmp / META, meta)
         if trained is not None:
@@ -114,156 +98,18 @@ def save_checkpoint(
             names = [name for name, _ in model.named_parameters()]
             _save_optimizer(tmp / OPTIMIZER, names, optimizer_state)
         (tmp / CARD).write_text(model_card(path.name, model.config.to_dict(), meta))
-        for file in tmp.iterdir():
-            _fsync(file)
-        _fsync(tmp)
-        # Swap: the old checkpoint aside, the new one in, each rename made durable.
-        if path.exists():
-            os.replace(path, old)
-            _fsync(path.parent)
-        os.replace(tmp, path)
-        _fsync(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not path.exists():
-            os.replace(old, path)  # the swap failed halfway: put the old checkpoint back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return path
 
 
 def recover(path: str | Path) -> Path:
     """The directory to read the checkpoint `path` from, after repairing what a crashed save
-    left: temporary directories of processes that no longer run are removed; a complete
-    `.NAME.old` without `path` (a crash between the two renames) is renamed back, or read in
-    place while another process is still saving; a `.NAME.old` beside `path` is removed."""
-    path = Path(path)
-    old = _old(path)
-    saving = _drop_dead_temporaries(path)
-    if old.is_dir() and not saving:
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        elif _is_complete(old):
-            log.warning("restoring checkpoint %s from %s (a save was interrupted)", path, old)
-            try:
-                os.replace(old, path)
-                _fsync(path.parent)
-            except FileNotFoundError:  # another process restored it first
-                pass
-    elif saving and not path.exists() and _is_complete(old):
-        return old  # a save is between its renames: the previous checkpoint is complete
-    return path
-
-
-def _drop_dead_temporaries(path: Path) -> bool:
-    """Remove the temporary directories of saves whose process is gone; whether a save to
-    `path` by a live process is in progress."""
-    live = False
-    prefix = _tmp_prefix(path)
-    for tmp in path.parent.glob(f"{prefix}*") if path.parent.is_dir() else ():
-        pid = tmp.name.removeprefix(prefix).split("-")[0]
-        if pid.isdigit() and _running(int(pid)):
-            live = True
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return live
-
-
-def _old(path: Path) -> Path:
-    return path.with_name(f".{path.name}.old")
-
-
-def _tmp_prefix(path: Path) -> str:
-    return f".{path.name}.tmp-"
+    left (`fusion.model.atomic_dir.recover`)."""
+    return atomic_dir.recover(Path(path), _is_complete)
 
 
 def _is_complete(path: Path) -> bool:
     return all((path / name).is_file() for name in (CONFIG, META, ID_MAPS)) and (
         (path / WEIGHTS).is_file() or (path / LEGACY_WEIGHTS).is_file()
-    )
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's or a directory's entries to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def kgrec_version() -> str:
-    try:
-        return version("kgrec")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def graph_counts(graph: HeteroData) -> dict[str, Any]:
-    """Nodes per type and edges per relation (reverse edge types left out)."""
-    return {
-        "nodes": {t: int(graph[t].num_nodes) for t in graph.node_types},
-        "edges": {
-            et[1]: int(graph[et].num_edges)
-            for et in graph.edge_types
-            if not et[1].startswith("rev_")
-        },
-    }
-
-
-def _public_uri(store: str | None) -> str | None:
-    """The store URI without a password."""
-    if not store or "@" not in store:
-        return store
-    parts = urlsplit(store)
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].split(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[2]}" if user else netloc[2]))
-
-
-def model_card(name: str, config: dict[str, Any], meta: dict[str, Any]) -> str:
-    """The checkpoint's README.md: what it was trained on, how, and how well."""
-    metrics, data = meta["metrics"], meta["data"]
-    train = metrics.get("train", {})
-    relation = metrics.get("relation") if config["task"] == "related" else None
-    task = config["task"] + (f" / {relation}" if relation else "")
-    nodes, edges = data["nodes"], data["edges"]
-    rows = [
-        ("task", task),
-        ("data", f"store `{data['store'] or 'not recorded'}`"),
-        ("products / users", f"{nodes.get('product', 0):,} / {nodes.get('user', 0):,}"),
-        ("edges", ", ".join(f"{rel} {n:,}" for rel, n in sorted(edges.items())) or "none"),
-        ("text model", f"`{meta['text_model'] or 'not recorded'}`"),
-        ("trained", f"{meta['created']} with kgrec {meta['kgrec_version']}"),
-    ]
-    if train:
-        rows.append(
-            (
-                "best validation",
-                f"{train['metric']} {train['best']:.4f} at epoch {train['best_epoch']} of "
-                f"{train['epochs']} ({train['stopped_by']}, {train['seconds']:.0f} s)",
-            )
-        )
-    if "warm_start" in metrics:
-        rows.append(("warm start from", f"`{metrics['warm_start']}`"))
-    table = "\n".join(f"| {key} | {value} |" for key, value in rows)
-    return (
-        f"# kgrec model `{name}`\n\nA fused text + graph model (`fusion.model.fused`), "
-        "generated with the checkpoint.\n\n| | |\n| --- | --- |\n"
-        f"{table}\n\n## Metrics\n\n```json\n{json.dumps(metrics, indent=2)}\n```\n\n"
-        f"## Configuration\n\n```json\n{json.dumps(config, indent=2)}\n```\n\n"
-        "Load it with `fusion.serving.recommender.Recommender.load(DIR, store)`, evaluate it "
-        "with `kgrec evaluate --checkpoint DIR`.\n"
     )
 
 

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from fusion.config import FusedConfig
-from fusion.model import checkpoint
+from fusion.model import atomic_dir, checkpoint
 from fusion.model.checkpoint import (
     CheckpointMismatchError,
     CheckpointUnreadableError,
@@ -212,7 +212,7 @@ def test_a_failed_second_rename_puts_the_previous_checkpoint_back(beauty, saved,
             raise OSError("crash")
         real(src, dst)
 
-    monkeypatch.setattr(checkpoint.os, "replace", second_fails)
+    monkeypatch.setattr(atomic_dir.os, "replace", second_fails)
     with pytest.raises(OSError, match="crash"):
         save_checkpoint(model, beauty, path, metrics={"new": 1})
     monkeypatch.undo()
@@ -223,8 +223,8 @@ def test_a_failed_second_rename_puts_the_previous_checkpoint_back(beauty, saved,
 def test_every_file_and_both_renames_are_fsynced(beauty, saved, monkeypatch):
     model, _, path = saved
     synced = []
-    real = checkpoint._fsync
-    monkeypatch.setattr(checkpoint, "_fsync", lambda p: synced.append(p) or real(p))
+    real = atomic_dir.fsync
+    monkeypatch.setattr(atomic_dir, "fsync", lambda p: synced.append(p) or real(p))
     save_checkpoint(
         model, beauty, path, optimizer_state=torch.optim.Adam(model.parameters()).state_dict()
     )
