@@ -1,1 +1,2 @@
-"""Fusion of graph and text: config → data → evaluation → model → training → serving → pipeline → cli."""
+"""Fusion of graph and text, by role, importing one way: config → data → evaluation → model →
+training → serving → pipeline → cli."""

@@ -62,7 +62,8 @@ def train(
     metrics = {"relation": options.relation, "train": result.to_dict()}
     if options.warm_start:
         metrics["warm_start"] = str(options.warm_start)
-    save_checkpoint(model, data, out, metrics, trained_pairs(split), result.optimizer_state)
+    store = store_uri or "the local Neo4j server"  # what None means, for the model card
+    save_checkpoint(model, data, out, metrics, trained_pairs(split), result.optimizer_state, store)
     return model, result, split
 
 

@@ -1,10 +1,12 @@
 """On-disk vector cache: re-running a pipeline encodes only new or changed texts.
 
-One file per encoder fingerprint (model id + revision/content hash + pooling settings), holding
-text-hash → vector rows. Layout: MAGIC, 4-byte header length, JSON header (fingerprint, dim,
-count, sha256 of the payload), then the payload: `count` 16-byte keys and a float32
-[count, dim] matrix. Files are replaced atomically; anything that does not check out
-(truncation, bit rot, another model's file, old format) is reported and rebuilt, never used.
+One safetensors file per encoder fingerprint (model id + revision/content hash + pooling
+settings): `keys` (uint8 [count, 16], the blake2b hash of each rendered product text, so the
+template and the text are both in the key) and `vectors` (float32 [count, dim]); its metadata
+carries the format version, the model fingerprint, dim, the key hash and the sha256 of the
+tensors. Files are replaced atomically; anything that does not check out (truncation, bit rot,
+another model's file) is reported and rebuilt, never used. A cache in the format before
+safetensors (`.textvec`) is read once and rewritten as safetensors on the next save.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
 
 from text_encoder.encoder import TextEncoder
 from text_encoder.template import ensure_text
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"KGREC-TEXTVEC\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1 = the `.textvec` layout before safetensors
 KEY_BYTES = 16
+KEY_HASH = "blake2b-128 of the UTF-8 rendered text"
+LEGACY_MAGIC = b"KGREC-TEXTVEC\n"
 
 
 class CacheInvalidError(ValueError):
@@ -46,7 +51,8 @@ class EmbeddingCache:
     """Text-hash → vector rows for one encoder fingerprint, stored in one file."""
 
     def __init__(self, cache_dir: str | Path, fingerprint: str, dim: int) -> None:
-        self.path = Path(cache_dir) / f"{fingerprint}.textvec"
+        self.path = Path(cache_dir) / f"{fingerprint}.safetensors"
+        self.legacy_path = self.path.with_suffix(".textvec")
         self.fingerprint = fingerprint
         self.dim = dim
         self.keys: list[bytes] = []
@@ -58,12 +64,15 @@ class EmbeddingCache:
     def open(cls, cache_dir: str | Path, fingerprint: str, dim: int) -> EmbeddingCache:
         """Load the cache if it checks out; otherwise start empty and say why."""
         cache = cls(cache_dir, fingerprint, dim)
-        if cache.path.exists():
+        path, read = cache.path, cache._read
+        if not path.exists() and cache.legacy_path.exists():
+            path, read = cache.legacy_path, cache._read_legacy
+        if path.exists():
             try:
-                cache.keys, cache.vectors = cache._read()
+                cache.keys, cache.vectors = read()
             except CacheInvalidError as exc:
                 cache.rebuilt_reason = str(exc)
-                log.warning("text vector cache %s is invalid (%s); rebuilding it", cache.path, exc)
+                log.warning("text vector cache %s is invalid (%s); rebuilding it", path, exc)
         cache._index = {key: row for row, key in enumerate(cache.keys)}
         return cache
 
@@ -85,58 +94,87 @@ class EmbeddingCache:
 
     def save(self) -> None:
         """Write atomically (temp file + rename) so readers never see a half-written cache."""
-        payload = b"".join(self.keys) + self.vectors.numpy().astype("<f4").tobytes()
-        header = json.dumps(
-            {
-                "version": FORMAT_VERSION,
-                "fingerprint": self.fingerprint,
-                "dim": self.dim,
-                "count": len(self.keys),
-                "key_bytes": KEY_BYTES,
-                "sha256": hashlib.sha256(payload).hexdigest(),
-            }
-        ).encode()
+        keys = torch.from_numpy(np.frombuffer(b"".join(self.keys), dtype=np.uint8).copy())
+        tensors = {"keys": keys.view(-1, KEY_BYTES), "vectors": self.vectors.contiguous()}
+        metadata = {
+            "format": "kgrec text vectors",
+            "version": str(FORMAT_VERSION),
+            "fingerprint": self.fingerprint,
+            "dim": str(self.dim),
+            "key_hash": KEY_HASH,
+            "sha256": _checksum(tensors),
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(MAGIC + struct.pack("<I", len(header)) + header + payload)
+                fh.write(safetensors_bytes(tensors, metadata))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self.legacy_path.unlink(missing_ok=True)  # migrated
 
     def _read(self) -> tuple[list[bytes], torch.Tensor]:
-        blob = self.path.read_bytes()
-        if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
-            raise CacheInvalidError("not a kgrec text vector cache")
-        (header_len,) = struct.unpack_from("<I", blob, len(MAGIC))
-        start = len(MAGIC) + 4 + header_len
         try:
-            header = json.loads(blob[len(MAGIC) + 4 : start])
-            count, dim = int(header["count"]), int(header["dim"])
-            expected = {
-                "version": FORMAT_VERSION,
-                "fingerprint": self.fingerprint,
-                "dim": self.dim,
-                "key_bytes": KEY_BYTES,
-            }
-            mismatched = [k for k, v in expected.items() if header[k] != v]
-            checksum = header["sha256"]
+            with safe_open(self.path, "pt") as f:
+                header = f.metadata() or {}
+                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - not a dict
+        except (SafetensorError, OSError) as exc:
+            raise CacheInvalidError(f"not a readable safetensors file ({exc})") from exc
+        expected = {
+            "version": str(FORMAT_VERSION),
+            "fingerprint": self.fingerprint,
+            "dim": str(self.dim),
+            "key_hash": KEY_HASH,
+        }
+        mismatched = [k for k, v in expected.items() if header.get(k) != v]
+        if mismatched:
+            raise CacheInvalidError(f"metadata does not match this encoder: {mismatched}")
+        keys, vectors = tensors.get("keys"), tensors.get("vectors")
+        if keys is None or vectors is None or len(keys) != len(vectors):
+            raise CacheInvalidError("keys and vectors do not match")
+        if header.get("sha256") != _checksum(tensors):
+            raise CacheInvalidError("checksum mismatch")
+        blob = keys.numpy().tobytes()
+        return [blob[i : i + KEY_BYTES] for i in range(0, len(blob), KEY_BYTES)], vectors
+
+    def _read_legacy(self) -> tuple[list[bytes], torch.Tensor]:
+        """A version-1 `.textvec` file: MAGIC, 4-byte header length, JSON header, then `count`
+        16-byte keys and a float32 [count, dim] matrix."""
+        blob = self.legacy_path.read_bytes()
+        if not blob.startswith(LEGACY_MAGIC) or len(blob) < len(LEGACY_MAGIC) + 4:
+            raise CacheInvalidError("not a kgrec text vector cache")
+        (header_len,) = struct.unpack_from("<I", blob, len(LEGACY_MAGIC))
+        start = len(LEGACY_MAGIC) + 4 + header_len
+        try:
+            header = json.loads(blob[len(LEGACY_MAGIC) + 4 : start])
+            count = int(header["count"])
+            ok = (header["version"], header["fingerprint"], header["dim"]) == (
+                1,
+                self.fingerprint,
+                self.dim,
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise CacheInvalidError(f"unreadable header ({exc})") from exc
-        if mismatched:
-            raise CacheInvalidError(f"header does not match this encoder: {mismatched}")
         payload = blob[start:]
-        if len(payload) != count * (KEY_BYTES + 4 * dim):
-            raise CacheInvalidError("file is truncated or has trailing bytes")
-        if hashlib.sha256(payload).hexdigest() != checksum:
+        if not ok or len(payload) != count * (KEY_BYTES + 4 * self.dim):
+            raise CacheInvalidError("old-format cache does not match this encoder")
+        if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
             raise CacheInvalidError("checksum mismatch")
         keys = [payload[i : i + KEY_BYTES] for i in range(0, count * KEY_BYTES, KEY_BYTES)]
         matrix = np.frombuffer(payload, dtype="<f4", offset=count * KEY_BYTES)
-        return keys, torch.from_numpy(matrix.reshape(count, dim).copy())
+        return keys, torch.from_numpy(matrix.reshape(count, self.dim).copy())
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of the keys' and vectors' bytes (safetensors itself does not check the data)."""
+    digest = hashlib.sha256()
+    for name in ("keys", "vectors"):
+        digest.update(tensors[name].contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

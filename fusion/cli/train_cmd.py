@@ -122,7 +122,13 @@ def evaluate(
 
 
 def pipeline(
-    catalogue: Annotated[Path, typer.Option(help="Catalogue file or directory.")],
+    catalogue: Annotated[
+        Path | None,
+        typer.Option(
+            help="Catalogue file or directory [default: $KGREC_DATA/amazon-magazine-2018 "
+            "(../shared/data) when present, else the Magazine sample inside kgrec]."
+        ),
+    ] = None,
     interactions: Annotated[Path | None, typer.Option(help="Interactions file.")] = None,
     format: Annotated[str, typer.Option("--format", help="Source layout, or auto.")] = "auto",
     task: Task = "related",
@@ -141,8 +147,13 @@ def pipeline(
     from fusion.pipeline import train as run_train
     from fusion.serving.recommender import Recommender
     from kg.build import build
+    from kg.samples import default_input
 
     console = Console()
+    if catalogue is None:
+        default = default_input()
+        catalogue, interactions = default.catalogue, interactions or default.interactions
+        console.print(f"no --catalogue given: using {default.source}", highlight=False)
     with user_errors():
         with progress_bars() as progress:
             summary = build(catalogue, interactions, format, store, progress=progress)

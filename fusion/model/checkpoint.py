@@ -1,45 +1,58 @@
-"""Checkpoints of a fused model: one directory holding the weights, the config, the graph's id
-maps, the text-model id, the metrics, the training pairs it was fitted on (what a warm start
-treats as old) and the optimizer state it ended with (what a warm start resumes), written
-atomically (a crash leaves either the old checkpoint or the new one,
-never a mix).
+"""Checkpoints of a fused model: one directory holding the weights (safetensors), the config,
+the graph's id maps, the text-model id, the metrics, the training pairs it was fitted on (what
+a warm start treats as old), the optimizer state it ended with (what a warm start resumes) and
+a generated model card (`README.md`).
+
+Saving is crash-safe (`fusion.model.atomic_dir`): a crash leaves the old checkpoint or the new
+one, and whatever it leaves behind is repaired by the next save or load.
 
 Loading refuses a checkpoint whose id maps differ from the graph it is loaded onto, or whose
 text model differs from the one that produced the text vectors at hand: product index i would
-silently mean a different product, or text vectors would live in a different space.
+silently mean a different product, or text vectors would live in a different space. When new
+nodes are allowed (warm starts, serving), it still refuses a graph that holds fewer than half
+of the checkpoint's products: that is another catalogue, not a grown one.
 """
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
-import os
 import pickle
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from fusion.config import FusedConfig
 from fusion.data.replay import Trained
+from fusion.model import atomic_dir
+from fusion.model.card import graph_counts, kgrec_version, model_card, public_uri
 from fusion.model.fused import FusedModel
 from gnn.encoders import EdgeType
 from kg.export import load_id_maps, save_id_maps
 
-WEIGHTS, CONFIG, ID_MAPS, META = "weights.pt", "config.json", "id_maps.json", "meta.json"
+WEIGHTS, CONFIG, ID_MAPS, META = "weights.safetensors", "config.json", "id_maps.json", "meta.json"
 TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
-OPTIMIZER = "optimizer.pt"  # {"names": parameter names, "state": Adam's state_dict}
+# Adam's state by parameter name: tensors "<name>/<exp_avg|exp_avg_sq|step>", the parameter
+# names and param_groups in the metadata (JSON).
+OPTIMIZER = "optimizer.safetensors"
+CARD = "README.md"
+# Checkpoints written before safetensors (torch.save pickles, read with weights_only=True).
+LEGACY_WEIGHTS, LEGACY_OPTIMIZER = "weights.pt", "optimizer.pt"
 # Parameters with one row per node of a type, in id-map order.
 ID_TABLES = {
     "product": ("item_ids.weight",),
     "brand": ("vocab.made_by.bag.weight",),
     "category": ("vocab.in_category.bag.weight",),
 }
+# Below this share of the checkpoint's products in the graph, the graph is another catalogue.
+MIN_PRODUCT_OVERLAP = 0.5
 
 
 class CheckpointMismatchError(ValueError):
@@ -57,41 +70,70 @@ def save_checkpoint(
     metrics: dict[str, Any] | None = None,
     trained: Trained | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    store: str | None = None,
 ) -> Path:
     """Write `model` (built on `graph`) to the directory `path`, replacing it atomically;
     `trained` = the training pairs it was fitted on (`fusion.data.replay.trained_pairs`),
-    `optimizer_state` = the state_dict of its Adam optimizer (`TrainResult.optimizer_state`)."""
+    `optimizer_state` = the state_dict of its Adam optimizer (`TrainResult.optimizer_state`),
+    `store` = where the graph came from (for the model card)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
+    with atomic_dir.replacing(path, _is_complete) as tmp:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, tmp / WEIGHTS, {"format": "kgrec fused model"})
         _write_json(tmp / CONFIG, model.config.to_dict())
         save_id_maps(graph, tmp / ID_MAPS)
         meta = {
             "text_model": model.config.text_model,
             "metrics": metrics or {},
             "relations": [list(et) for et in model.edge_types],
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "kgrec_version": kgrec_version(),
+            "data": {"store": public_uri(store), **graph_counts(graph)},
         }
         _write_json(tmp / META, meta)
         if trained is not None:
-            with open(tmp / TRAINED, "wb") as f:
-                with gzip.open(f, "wt") as gz:  # ~150k pairs on Beauty: gzip is 10x smaller
-                    json.dump(trained, gz)
-                os.fsync(f.fileno())
+            with gzip.open(tmp / TRAINED, "wt") as gz:  # ~150k pairs on Beauty: gzip is 10x smaller
+                json.dump(trained, gz)
         if optimizer_state is not None:
             names = [name for name, _ in model.named_parameters()]
-            torch.save({"names": names, "state": optimizer_state}, tmp / OPTIMIZER)
-        # Swap directories: rename the old one aside, move the new one in, drop the old one.
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            _save_optimizer(tmp / OPTIMIZER, names, optimizer_state)
+        (tmp / CARD).write_text(model_card(path.name, model.config.to_dict(), meta))
     return path
+
+
+def recover(path: str | Path) -> Path:
+    """The directory to read the checkpoint `path` from, after repairing what a crashed save
+    left (`fusion.model.atomic_dir.recover`)."""
+    return atomic_dir.recover(Path(path), _is_complete)
+
+
+def _is_complete(path: Path) -> bool:
+    return all((path / name).is_file() for name in (CONFIG, META, ID_MAPS)) and (
+        (path / WEIGHTS).is_file() or (path / LEGACY_WEIGHTS).is_file()
+    )
+
+
+def _save_optimizer(file: Path, names: list[str], state: dict[str, Any]) -> None:
+    tensors = {
+        f"{names[index]}/{key}": value.detach().cpu().contiguous()
+        for index, values in state["state"].items()
+        for key, value in values.items()
+    }
+    metadata = {"names": json.dumps(names), "param_groups": json.dumps(state["param_groups"])}
+    save_file(tensors, file, metadata)
+
+
+def _load_optimizer(file: Path) -> dict[str, Any]:
+    """`{"names", "state"}`, as `torch.load` returns it from the old format."""
+    with safe_open(file, "pt") as f:
+        metadata = f.metadata()
+    names = json.loads(metadata["names"])
+    per_param: dict[int, dict[str, Tensor]] = {}
+    for key, tensor in load_file(file).items():
+        name, _, moment = key.rpartition("/")
+        per_param.setdefault(names.index(name), {})[moment] = tensor
+    groups = json.loads(metadata["param_groups"])
+    return {"names": names, "state": {"state": per_param, "param_groups": groups}}
 
 
 def load_checkpoint(
@@ -109,7 +151,7 @@ def load_checkpoint(
     ids: known products/brands/categories keep their rows, new ones start at zero and are placed
     by their text and neighbours (the inductive path).
     """
-    path = Path(path)
+    path = recover(path)
     meta = read_meta(path)
     config = FusedConfig(**meta["config"])
     if config.text_model != text_model:
@@ -123,6 +165,8 @@ def load_checkpoint(
         raise CheckpointMismatchError(
             f"checkpoint {path} has node types {sorted(saved)}, this graph {sorted(current)}"
         )
+    if allow_new_nodes:
+        _check_overlap(path, saved["product"], current["product"])
     for node_type in sorted(current):
         if saved[node_type] != current[node_type] and not allow_new_nodes:
             raise CheckpointMismatchError(
@@ -130,11 +174,28 @@ def load_checkpoint(
                 f"({len(saved[node_type])} saved vs {len(current[node_type])} "
                 "now); retrain on this graph"
             )
-    state = _read(path / WEIGHTS, lambda f: torch.load(f, map_location, weights_only=True))
+    if (path / WEIGHTS).is_file():
+        state = _read(path / WEIGHTS, lambda f: load_file(f, device=str(map_location)))
+    else:  # written before safetensors
+        state = _read(
+            path / LEGACY_WEIGHTS, lambda f: torch.load(f, map_location, weights_only=True)
+        )
     model = FusedModel(graph, text, config)
     _check_relations(path, meta.get("relations"), model.edge_types)
     model.load_state_dict(_follow_graph(state, saved, current))
     return model.eval()
+
+
+def _check_overlap(path: Path, saved: list[str], current: list[str]) -> None:
+    """Refuse a graph that lost most of the checkpoint's products: another catalogue (every
+    product would be "new" and start from zero), not the same one grown or trimmed."""
+    kept = len(set(saved) & set(current))
+    if saved and kept < MIN_PRODUCT_OVERLAP * len(saved):
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was trained on another catalogue: only {kept:,} of its "
+            f"{len(saved):,} products are in this graph (at least "
+            f"{MIN_PRODUCT_OVERLAP:.0%} must be); train a new model on this graph"
+        )
 
 
 def _check_relations(path: Path, saved: list[list[str]] | None, current: list[EdgeType]) -> None:
@@ -156,10 +217,13 @@ def load_optimizer_state(
     """The optimizer state saved with the checkpoint at `path`, for `model` (loaded from it onto
     `graph`): id-table rows follow the graph's ids like the weights' (new rows start at zero).
     None if the checkpoint has none."""
-    path = Path(path)
-    if not (path / OPTIMIZER).is_file():
+    path = recover(path)
+    if (path / OPTIMIZER).is_file():
+        saved = _read(path / OPTIMIZER, _load_optimizer)
+    elif (path / LEGACY_OPTIMIZER).is_file():  # written before safetensors
+        saved = _read(path / LEGACY_OPTIMIZER, lambda f: torch.load(f, "cpu", weights_only=True))
+    else:
         return None
-    saved = _read(path / OPTIMIZER, lambda f: torch.load(f, "cpu", weights_only=True))
     names, state = saved["names"], saved["state"]
     if names != [name for name, _ in model.named_parameters()]:
         raise CheckpointMismatchError(f"optimizer state in {path} does not match its model")
@@ -200,8 +264,9 @@ def _follow_ids(table: Tensor, saved: list[str], current: list[str]) -> Tensor:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """`{"config", "text_model", "metrics"}` of the checkpoint at `path` (no weights loaded)."""
-    path = Path(path)
+    """`{"config", "text_model", "metrics", …}` of the checkpoint at `path` (no weights
+    loaded); a checkpoint left aside by an interrupted save is restored first."""
+    path = recover(path)
     if not (path / CONFIG).is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path}: train one with `kgrec train` (or pass --checkpoint)"
@@ -215,24 +280,29 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
 
 def read_trained(path: str | Path) -> Trained | None:
     """The training pairs the checkpoint at `path` was fitted on; None if it has no record."""
-    file = Path(path) / TRAINED
+    file = recover(path) / TRAINED
     if not file.is_file():
         return None
     return _read(file, _read_gzip_json)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    path.write_text(json.dumps(obj))
 
 
 def _read(file: Path, load: Callable[[Path], Any]) -> Any:
     """`load(file)`, a damaged file (or a missing one inside the checkpoint) named in the error."""
     try:
         return load(file)
-    except (OSError, EOFError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        RuntimeError,
+        pickle.UnpicklingError,
+        SafetensorError,
+    ) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointUnreadableError(
             f"checkpoint file {file} is unreadable ({reason}); retrain or restore it"
