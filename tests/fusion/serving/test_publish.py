@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import neo4j
 import pytest
-from tests.fusion.serving.test_recommender import TinyModel, beauty_slice, write_slice
 
 from fusion.serving.publish import (
     EMBEDDING_PROPERTY,
@@ -15,6 +14,7 @@ from fusion.serving.publish import (
 )
 from fusion.serving.recommender import Recommender
 from kg.stores import EmbeddedStore, Neo4jStore, StoreError
+from tests.fusion.serving.test_recommender import TinyModel, beauty_slice, write_slice
 
 K = 10
 

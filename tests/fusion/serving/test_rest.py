@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from tests.fusion.serving.test_recommender import TinyModel, write_slice
 
 import fusion.serving.rest as serve_module
 from fusion.serving.recommender import Recommender
 from fusion.serving.rest import create_app
 from kg.schema import Catalogue
 from kg.stores import EmbeddedStore
+from tests.fusion.serving.test_recommender import TinyModel, write_slice
 
 
 @pytest.fixture(scope="module")
