@@ -50,6 +50,7 @@ POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
 </project>
 """
 _STACK_FRAME = re.compile(r"^\s+(at |\.\.\. \d+ more).*\n", re.MULTILINE)
+PRIVATE_UMASK = 0o077  # files the server creates: owner only
 _NOT_READY = (ServiceUnavailable, SessionExpired, DatabaseUnavailable, OSError)
 
 
@@ -111,7 +112,7 @@ def status(config: ServerConfig) -> ServerStatus:
 
 def start(config: ServerConfig, timeout: float = 180.0) -> ServerStatus:
     """Start the server in the background and wait until Bolt answers; reuse a running one."""
-    config.home.mkdir(parents=True, exist_ok=True)
+    _private_home(config)
     with _locked(config.home / ".lock"):
         current = status(config)
         if current.running:
@@ -119,8 +120,6 @@ def start(config: ServerConfig, timeout: float = 180.0) -> ServerStatus:
         _check_ports(config)
         java = _find_java()
         provision(config)
-        for directory in (config.conf_dir, config.data_dir, config.logs_dir, config.run_dir):
-            directory.mkdir(parents=True, exist_ok=True)
         (config.conf_dir / "neo4j.conf").write_text(render_conf(config), encoding="utf-8")
         password = _initial_password(config, java)
         pid = _spawn(config, java)
@@ -205,6 +204,22 @@ def configured(config: ServerConfig) -> ServerConfig:
     return replace(config, **ports)
 
 
+def _private_home(config: ServerConfig) -> None:
+    """The home and its directories 0700, the password file 0600 — also those of a home made
+    before kgrec did so: the database files and the password are readable by no one else."""
+    for directory in (
+        config.home,
+        config.conf_dir,
+        config.data_dir,
+        config.logs_dir,
+        config.run_dir,
+    ):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+    if config.password_file.exists():
+        config.password_file.chmod(0o600)
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     # Two processes (two shells, parallel test sessions) must not start or download twice.
@@ -287,7 +302,7 @@ def _set_initial_password(config: ServerConfig, java: str, password: str) -> Non
         result = subprocess.run(
             [java, "-cp", f"{config.lib_dir}/*", ADMIN_TOOL, "dbms", "set-initial-password",
              f"@{args_file}"],
-            capture_output=True, text=True, env=env, check=False,
+            capture_output=True, text=True, env=env, check=False, umask=PRIVATE_UMASK,
         )  # fmt: skip
     finally:
         args_file.unlink(missing_ok=True)
@@ -300,18 +315,29 @@ def _set_initial_password(config: ServerConfig, java: str, password: str) -> Non
 
 def _spawn(config: ServerConfig, java: str) -> int:
     console = config.logs_dir / "console.log"
-    # posix_spawn with its own session: the server outlives this process and its terminal.
-    pid = os.posix_spawn(
-        java,
-        jvm_command(config, java),
-        os.environ,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(console), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )
+    # posix_spawn with its own session: the server outlives this process and its terminal. It
+    # inherits the umask, so every file the server creates (store files, auth.ini) is private.
+    umask = os.umask(PRIVATE_UMASK)
+    try:
+        pid = os.posix_spawn(
+            java,
+            jvm_command(config, java),
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (
+                    os.POSIX_SPAWN_OPEN,
+                    1,
+                    str(console),
+                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                    0o600,
+                ),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.umask(umask)
     config.pid_file.write_text(f"{pid}\n", encoding="utf-8")
     return pid
 

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fusion.model.checkpoint import read_meta
+from fusion.serving.metrics import METRICS_PATH, Metrics, MetricsMiddleware
 from fusion.serving.recommender import Filters, Recommender, Result, UnknownIdError
 from fusion.serving.service import STORE_DOWN, Health, Service
 
@@ -153,6 +154,8 @@ def create_app(
     )
     if api_key:
         app.add_middleware(ApiKeyMiddleware, key=api_key)
+    metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 401s too
 
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
@@ -193,6 +196,13 @@ def create_app(
         health = await run_in_threadpool(service.health)
         code = 200 if health.store_reachable else 503
         return Response(health.model_dump_json(), code, media_type="application/json")
+
+    @app.get(METRICS_PATH, response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests, latency and errors per endpoint; model id and age,
+        store reachable, answers stale."""
+        health = await run_in_threadpool(service.health)
+        return Response(metrics.render(health), media_type=metrics.content_type)
 
     @app.post("/admin/reload", response_model=Health)
     async def reload() -> Response:

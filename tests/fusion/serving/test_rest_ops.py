@@ -186,3 +186,36 @@ def test_serving_on_every_interface_warns_loudly(monkeypatch, caplog, graph: Pat
         serve_module.serve("ckpt", None, host="0.0.0.0", port=9999)
     assert started == [{"host": "0.0.0.0", "port": 9999, "access_log": True}]
     assert "WITHOUT AUTHENTICATION" in caplog.text
+
+
+def test_metrics_are_scraped_in_prometheus_format(graph: Path, tmp_path: Path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    checkpoint = tmp_path / "model"
+    checkpoint.mkdir()
+    rec = _recommender(graph)
+    http = TestClient(create_app(Service(rec, checkpoint=checkpoint)))
+    pid = rec.product_ids[0]
+    for _ in range(3):
+        assert http.get(f"/related/{pid}").status_code == 200
+    assert http.get("/related/NOPE").status_code == 404
+    scrape = http.get("/metrics")
+    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scrape.text)
+        for s in family.samples
+    }
+    related = "/related/{product_id:path}"
+    ok = (("endpoint", related), ("method", "GET"), ("status", "200"))
+    assert samples["kgrec_requests_total", ok] == 3
+    assert samples["kgrec_requests_total", ok[:2] + (("status", "404"),)] == 1
+    assert samples["kgrec_request_seconds_count", (("endpoint", related),)] == 4
+    assert samples["kgrec_request_seconds_bucket", (("endpoint", related), ("le", "+Inf"))] == 4
+    assert samples["kgrec_store_reachable", ()] == 1 and samples["kgrec_answers_stale", ()] == 0
+    assert 0 <= samples["kgrec_model_age_seconds", ()] < 60
+    assert samples["kgrec_model_info", (("model", "tiny"), ("store", rec.store.uri))] == 1
+
+    _copy(EmbeddedStore(graph), pid, "NEW-METRICS")
+    stale = http.get("/metrics").text
+    assert "kgrec_answers_stale 1.0" in stale
