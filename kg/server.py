@@ -120,7 +120,7 @@ def start(config: ServerConfig, timeout: float = 180.0) -> ServerStatus:
         _check_ports(config)
         java = _find_java()
         provision(config)
-        (config.conf_dir / "neo4j.conf").write_text(render_conf(config), encoding="utf-8")
+        _write_private(config.conf_dir / "neo4j.conf", render_conf(config))
         password = _initial_password(config, java)
         pid = _spawn(config, java)
         _wait_until_ready(config, password, pid, timeout)
@@ -216,14 +216,23 @@ def _private_home(config: ServerConfig) -> None:
     ):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         directory.chmod(0o700)
-    if config.password_file.exists():
-        config.password_file.chmod(0o600)
+    for file in (config.password_file, config.home / ".lock", config.conf_dir / "neo4j.conf"):
+        if file.exists():
+            file.chmod(0o600)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`text` into `path`, readable by the owner only (also when it existed with wider rights)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     # Two processes (two shells, parallel test sessions) must not start or download twice.
-    with path.open("a") as handle:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -338,7 +347,7 @@ def _spawn(config: ServerConfig, java: str) -> int:
         )
     finally:
         os.umask(umask)
-    config.pid_file.write_text(f"{pid}\n", encoding="utf-8")
+    _write_private(config.pid_file, f"{pid}\n")
     return pid
 
 

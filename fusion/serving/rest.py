@@ -171,7 +171,10 @@ def create_app(
     @asynccontextmanager
     async def encoder_slot() -> AsyncIterator[None]:
         try:
-            await asyncio.wait_for(encoding.acquire(), encode_wait)
+            # Cancelling acquire() on timeout gives up the wait cleanly (wait_for could lose a
+            # slot granted at the moment it timed out).
+            async with asyncio.timeout(encode_wait):
+                await encoding.acquire()
         except TimeoutError:
             raise HTTPException(
                 503,

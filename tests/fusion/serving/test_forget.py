@@ -13,6 +13,7 @@ from pathlib import Path
 import neo4j
 import pytest
 from fastapi.testclient import TestClient
+from tests.fusion.serving.conftest import USERS
 from tests.fusion.serving.test_recommender import beauty_slice
 from typer.testing import CliRunner, Result
 
@@ -21,10 +22,8 @@ from fusion.model.checkpoint import ID_MAPS, read_trained
 from fusion.serving.rest import create_app, load
 from fusion.serving.service import Service
 from kg.export import load_id_maps
+from kg.schema import Catalogue, Interaction
 from kg.stores import EmbeddedStore, Neo4jStore
-
-USERS = 60  # Beauty users in the slice: enough to train on, quick to encode
-
 
 def kgrec(*args: object) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args])
@@ -53,31 +52,19 @@ def files_naming(root: Path, needle: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(embedded store dir, checkpoint dir): a recommendation model trained for one epoch."""
-    work = tmp_path_factory.mktemp("forget")
-    EmbeddedStore(work / "graph").write(beauty_slice(USERS))
-    ok(
-        "train", "--task", "recommend", "--epochs", "1", "--dim", "16", "--max-minutes", "3",
-        "--store", f"embedded:{work / 'graph'}", "--out", work / "model",
-    )  # fmt: skip
-    return work / "graph", work / "model"
-
-
 @pytest.fixture
-def copies(trained: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+def copies(recommend_checkpoint: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """The store and the checkpoint copied for one test to change."""
-    graph, model = (tmp_path / p.name for p in trained)
-    for src, dst in zip(trained, (graph, model), strict=True):
+    graph, model = (tmp_path / p.name for p in recommend_checkpoint)
+    for src, dst in zip(recommend_checkpoint, (graph, model), strict=True):
         shutil.copytree(src, dst)
     return graph, model
 
 
 @pytest.fixture(scope="module")
-def user(trained: tuple[Path, Path]) -> str:
+def user(recommend_checkpoint: tuple[Path, Path]) -> str:
     """A user the model trained on."""
-    record = read_trained(trained[1])
+    record = read_trained(recommend_checkpoint[1])
     assert record
     return max(record, key=lambda u: (len(record[u]), u))
 
@@ -101,7 +88,13 @@ def test_forget_leaves_no_trace_in_the_embedded_store_checkpoint_or_service(copi
     assert http.post("/admin/reload").status_code == 200
     assert http.get(f"/recommend/{user}").status_code == 404
 
-    # The next warm start trains without them: nothing of theirs is new, old or recorded.
+    # The next warm start (after someone else's new event) trains without them.
+    snap = EmbeddedStore(graph).snapshot()
+    other = next(u for u in snap.users if u != user)
+    has = {row.product for row in snap.interactions if row.user == other}
+    product = next(p.id for p in snap.products if p.id not in has and p.in_catalogue)
+    event = Interaction(user=other, product=product, ts=2e9, kind="rating", rating=5.0)
+    EmbeddedStore(graph).write(Catalogue(interactions=[event]))
     ok(
         "train", "--task", "recommend", "--epochs", "1", "--dim", "16", "--max-minutes", "3",
         "--warm-start", model, "--store", store_uri, "--out", graph.parent / "warm",
