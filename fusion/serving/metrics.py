@@ -15,7 +15,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,7 +75,7 @@ class _StateCollector(Collector):
 
     health: Health | None = None
 
-    def collect(self):  # noqa: ANN201 - prometheus_client's protocol
+    def collect(self) -> list[Metric]:
         health = self.health
         if health is None:  # registration calls collect() once to learn the names
             return []
@@ -90,7 +90,7 @@ class _StateCollector(Collector):
             ("kgrec_loaded_timestamp_seconds", "When the model was loaded (unix time).",
              health.loaded_at.timestamp()),
         ]  # fmt: skip
-        families = [info]
+        families: list[Metric] = [info]
         for name, doc, value in gauges:
             if value is not None:
                 families.append(GaugeMetricFamily(name, doc, value=float(value)))

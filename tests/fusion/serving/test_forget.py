@@ -25,6 +25,7 @@ from kg.export import load_id_maps
 from kg.schema import Catalogue, Interaction
 from kg.stores import EmbeddedStore, Neo4jStore
 
+
 def kgrec(*args: object) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args])
 
