@@ -50,6 +50,7 @@ POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
 </project>
 """
 _STACK_FRAME = re.compile(r"^\s+(at |\.\.\. \d+ more).*\n", re.MULTILINE)
+PRIVATE_UMASK = 0o077  # files the server creates: owner only
 _NOT_READY = (ServiceUnavailable, SessionExpired, DatabaseUnavailable, OSError)
 
 
@@ -111,7 +112,7 @@ def status(config: ServerConfig) -> ServerStatus:
 
 def start(config: ServerConfig, timeout: float = 180.0) -> ServerStatus:
     """Start the server in the background and wait until Bolt answers; reuse a running one."""
-    config.home.mkdir(parents=True, exist_ok=True)
+    _private_home(config)
     with _locked(config.home / ".lock"):
         current = status(config)
         if current.running:
@@ -119,9 +120,7 @@ def start(config: ServerConfig, timeout: float = 180.0) -> ServerStatus:
         _check_ports(config)
         java = _find_java()
         provision(config)
-        for directory in (config.conf_dir, config.data_dir, config.logs_dir, config.run_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        (config.conf_dir / "neo4j.conf").write_text(render_conf(config), encoding="utf-8")
+        _write_private(config.conf_dir / "neo4j.conf", render_conf(config))
         password = _initial_password(config, java)
         pid = _spawn(config, java)
         _wait_until_ready(config, password, pid, timeout)
@@ -205,10 +204,35 @@ def configured(config: ServerConfig) -> ServerConfig:
     return replace(config, **ports)
 
 
+def _private_home(config: ServerConfig) -> None:
+    """The home and its directories 0700, the password file 0600 — also those of a home made
+    before kgrec did so: the database files and the password are readable by no one else."""
+    for directory in (
+        config.home,
+        config.conf_dir,
+        config.data_dir,
+        config.logs_dir,
+        config.run_dir,
+    ):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+    for file in (config.password_file, config.home / ".lock", config.conf_dir / "neo4j.conf"):
+        if file.exists():
+            file.chmod(0o600)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`text` into `path`, readable by the owner only (also when it existed with wider rights)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     # Two processes (two shells, parallel test sessions) must not start or download twice.
-    with path.open("a") as handle:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -287,7 +311,7 @@ def _set_initial_password(config: ServerConfig, java: str, password: str) -> Non
         result = subprocess.run(
             [java, "-cp", f"{config.lib_dir}/*", ADMIN_TOOL, "dbms", "set-initial-password",
              f"@{args_file}"],
-            capture_output=True, text=True, env=env, check=False,
+            capture_output=True, text=True, env=env, check=False, umask=PRIVATE_UMASK,
         )  # fmt: skip
     finally:
         args_file.unlink(missing_ok=True)
@@ -300,19 +324,30 @@ def _set_initial_password(config: ServerConfig, java: str, password: str) -> Non
 
 def _spawn(config: ServerConfig, java: str) -> int:
     console = config.logs_dir / "console.log"
-    # posix_spawn with its own session: the server outlives this process and its terminal.
-    pid = os.posix_spawn(
-        java,
-        jvm_command(config, java),
-        os.environ,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(console), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )
-    config.pid_file.write_text(f"{pid}\n", encoding="utf-8")
+    # posix_spawn with its own session: the server outlives this process and its terminal. It
+    # inherits the umask, so every file the server creates (store files, auth.ini) is private.
+    umask = os.umask(PRIVATE_UMASK)
+    try:
+        pid = os.posix_spawn(
+            java,
+            jvm_command(config, java),
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (
+                    os.POSIX_SPAWN_OPEN,
+                    1,
+                    str(console),
+                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                    0o600,
+                ),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.umask(umask)
+    _write_private(config.pid_file, f"{pid}\n")
     return pid
 
 

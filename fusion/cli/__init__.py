@@ -9,6 +9,7 @@ from fusion.cli import (
     build_cmd,
     encode_cmd,
     explain_cmd,
+    forget_cmd,
     neo4j_cmd,
     query_cmd,
     train_cmd,
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(neo4j_cmd.app, name="neo4j")
 app.command("build")(build_cmd.build)
 app.command("update")(update_cmd.update)
+app.command("forget")(forget_cmd.forget)
 app.command("encode")(encode_cmd.encode)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(train_cmd.evaluate)

@@ -111,14 +111,30 @@ def serve(
         int, typer.Option(min=1, help="Server processes; each loads the model once.")
     ] = 1,
     access_log: Annotated[bool, typer.Option(help="Log a line per request.")] = True,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KGREC_API_KEY",
+            help="Require this key (X-API-Key header) on every endpoint but /health/live.",
+        ),
+    ] = None,
     checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
     store: StoreUri = None,
 ) -> None:
-    """Serve related/recommend/search over HTTP (OpenAPI docs at /docs)."""
+    """Serve related/recommend/search over HTTP (OpenAPI docs at /docs); POST /admin/reload
+    or SIGHUP reloads the model and the graph."""
     from fusion.serving.rest import serve as run
 
     with user_errors():
-        run(checkpoint, store, host=host, port=port, workers=workers, access_log=access_log)
+        run(
+            checkpoint,
+            store,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            api_key=api_key,
+        )
 
 
 COMMANDS: dict[str, Callable[..., None]] = {

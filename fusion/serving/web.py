@@ -13,7 +13,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from fusion.serving.recommender import Recommender, UnknownIdError
+from fusion.serving.recommender import UnknownIdError
+from fusion.serving.service import Service
 from kg.schema import Product
 
 STATIC = Path(__file__).with_name("web")
@@ -48,8 +49,9 @@ class UserHistory(BaseModel):
     items: list[ProductInfo]  # most recent last
 
 
-def mount_web(app: FastAPI, rec: Recommender) -> None:
-    """Add the page (`/`, `/static/…`) and its product and user lookups to `app`."""
+def mount_web(app: FastAPI, service: Service) -> None:
+    """Add the page (`/`, `/static/…`) and its product and user lookups to `app`, answered by
+    `service`'s current recommender."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -59,9 +61,11 @@ def mount_web(app: FastAPI, rec: Recommender) -> None:
     @app.get("/products/{product_id:path}", responses={404: {"description": "Unknown product"}})
     async def product(product_id: str) -> ProductInfo:
         """One product's attributes (what its page shows above its related items)."""
-        found = rec.products.get(product_id)
-        if found is None:
-            found = (await run_in_threadpool(rec.store.get_products, [product_id])).get(product_id)
+        async with service.using() as rec:
+            found = rec.products.get(product_id)
+            if found is None:
+                read = await run_in_threadpool(rec.store.get_products, [product_id])
+                found = read.get(product_id)
         if found is None:
             raise UnknownIdError("product", product_id)
         return ProductInfo.of(found)
@@ -69,11 +73,12 @@ def mount_web(app: FastAPI, rec: Recommender) -> None:
     @app.get("/users/{user_id:path}/history", responses={404: {"description": "Unknown user"}})
     async def history(user_id: str) -> UserHistory:
         """The user's most recent products, oldest first (what recommendations start from)."""
-        items = await run_in_threadpool(rec.view.user_items, user_id)
-        if items is None:
-            raise UnknownIdError("user", user_id)
-        recent = list(dict.fromkeys(reversed(items)))[:HISTORY_SHOWN][::-1]
-        known = {pid: rec.products.get(pid) for pid in recent}
+        async with service.using() as rec:
+            items = await run_in_threadpool(rec.view.user_items, user_id)
+            if items is None:
+                raise UnknownIdError("user", user_id)
+            recent = list(dict.fromkeys(reversed(items)))[:HISTORY_SHOWN][::-1]
+            known = {pid: rec.products.get(pid) for pid in recent}
         return UserHistory(
             user=user_id,
             items=[ProductInfo.of(p or Product(pid)) for pid, p in known.items()],

@@ -151,6 +151,16 @@ class Store(ABC):
         """Delete these products and every relationship touching them; other nodes (users,
         brands, categories) stay. Unknown ids are ignored. Returns how many were deleted."""
 
+    def remove_user(self, user_id: str) -> int | None:
+        """Delete a user and every interaction of theirs (right to be forgotten). Returns how
+        many interactions were deleted; None if the user is not in the store."""
+        raise NotImplementedError(f"{type(self).__name__} cannot remove users")
+
+    def version(self) -> str | None:
+        """A marker that changes whenever the stored graph changes, whoever writes it (compare
+        two to tell); None if the store cannot tell. Raises StoreError when unreachable."""
+        return None
+
     @abstractmethod
     def clear(self) -> None: ...
 

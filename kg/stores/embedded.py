@@ -176,6 +176,26 @@ class EmbeddedStore(Store):
         self._save()
         return len(gone)
 
+    def remove_user(self, user_id: str) -> int | None:
+        if user_id not in self._users:
+            return None
+        self._users.discard(user_id)
+        mine = [key for key in self._interactions if key[0] == user_id]
+        for key in mine:
+            del self._interactions[key]
+        self._save()
+        return len(mine)
+
+    def version(self) -> str | None:
+        # The file is replaced on every write: its timestamp and size change with it.
+        try:
+            info = self._file.stat()
+        except FileNotFoundError:
+            return "empty"
+        except OSError as exc:
+            raise StoreError(f"cannot read embedded store {self._file}: {exc}") from exc
+        return f"{info.st_mtime_ns}:{info.st_size}:{info.st_ino}"
+
     def clear(self) -> None:
         self._products.clear()
         self._categories.clear()

@@ -17,7 +17,7 @@ from typing import Any, LiteralString, TypeVar, cast
 
 import neo4j
 from neo4j import GraphDatabase
-from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable
+from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable
 
 from kg.schema import KEY, PRODUCT_RELATIONS, REL_ENDPOINTS, Label, Product, Rel
 from kg.stores.base import (
@@ -318,6 +318,24 @@ class Neo4jStore(Store):
                 params,
             ).consume()
         return summary.counters.nodes_deleted
+
+    def remove_user(self, user_id: str) -> int | None:
+        query = (
+            "MATCH (u:User {id: $id}) OPTIONAL MATCH (u)-[r:INTERACTED]->() "
+            "WITH u, count(r) AS n DETACH DELETE u RETURN n"
+        )
+        with self.session() as session:
+            rows = session.execute_write(lambda tx: tx.run(_q(query), id=user_id).values())
+        return rows[0][0] if rows else None
+
+    def version(self) -> str | None:
+        # A read's bookmark names the last transaction committed to the database, by anyone.
+        try:
+            with self.session() as session:
+                session.run("RETURN 1").consume()
+                return ",".join(sorted(session.last_bookmarks().raw_values))
+        except (DriverError, Neo4jError) as exc:
+            raise StoreError(f"Neo4j at {self.uri} does not answer: {exc}") from exc
 
     def clear(self) -> None:
         # Relationships first, then nodes, in auto-committed batches: a DETACH DELETE of

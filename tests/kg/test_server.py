@@ -103,6 +103,34 @@ def test_password_file_is_private(config: ServerConfig, started: server.ServerSt
     assert stat.S_IMODE(config.password_file.stat().st_mode) == 0o600
 
 
+def test_no_file_of_the_server_is_open_to_others(
+    config: ServerConfig, started: server.ServerStatus
+) -> None:
+    """The database files and data/dbms/auth.ini included: nothing in the home grants group or
+    other users any access, and the home itself is 0700."""
+    open_to_others = [
+        f"{path.relative_to(config.home)} {stat.filemode(path.lstat().st_mode)}"
+        for path in [config.home, *config.home.rglob("*")]
+        if not path.is_symlink() and stat.S_IMODE(path.lstat().st_mode) & 0o077
+    ]
+    assert (config.data_dir / "dbms" / "auth.ini").is_file()
+    assert open_to_others == []
+    assert stat.S_IMODE(config.home.stat().st_mode) == 0o700
+
+
+def test_start_makes_an_older_home_private(
+    config: ServerConfig, started: server.ServerStatus
+) -> None:
+    # As kgrec left homes before: directories 0755, the password file 0644.
+    for path in (config.home, config.data_dir, config.logs_dir):
+        path.chmod(0o755)
+    config.password_file.chmod(0o644)
+    assert server.start(config).running  # the running server is reused, and its home fixed
+    for path in (config.home, config.data_dir, config.logs_dir):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert stat.S_IMODE(config.password_file.stat().st_mode) == 0o600
+
+
 def test_neo4j_uri_override_provisions_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -29,12 +29,16 @@ def client(rec: Recommender) -> TestClient:
 
 def test_health_names_the_model_and_its_size(client, rec):
     body = client.get("/health").json()
-    assert body == {
+    assert body == client.get("/health/ready").json()
+    assert {k: body[k] for k in ("status", "model", "products", "store", "store_reachable")} == {
         "status": "ok",
         "model": "tiny",
         "products": len(rec.product_ids),
         "store": rec.store.uri,
+        "store_reachable": True,
     }
+    assert body["stale"] is False and body["store_changed"] is False
+    assert client.get("/health/live").json() == {"status": "alive"}
 
 
 def test_related_returns_what_the_python_api_returns(client, rec):
@@ -89,7 +93,8 @@ def test_unknown_ids_are_404_with_a_message(client):
 
 def test_openapi_documents_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/related/{product_id}", "/recommend/{user_id}", "/search", "/health"} <= set(paths)
+    documented = {"/related/{product_id}", "/recommend/{user_id}", "/search", "/health"}
+    assert documented | {"/health/live", "/health/ready", "/admin/reload"} <= set(paths)
     for path in ("/related/{product_id}", "/recommend/{user_id}", "/search"):
         ok = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": "#/components/schemas/Answer"}  # serialised by hand, still documented
@@ -124,20 +129,25 @@ def test_servers_precompute_and_run_torch_on_one_thread(monkeypatch, rec):
 
 
 def test_workers_start_from_the_app_factory(monkeypatch, rec, tmp_path):
-    calls = []
+    calls, loaded = [], []
     monkeypatch.setattr(serve_module, "read_meta", lambda _dir: {})
     monkeypatch.setattr(serve_module.uvicorn, "run", lambda *a, **kw: calls.append((a, kw)))
-    monkeypatch.setattr(serve_module, "load", lambda checkpoint, store: (checkpoint, store))
-    monkeypatch.setattr(serve_module, "create_app", lambda got, close_at_shutdown: got)
-    for var in (serve_module.CHECKPOINT_ENV, serve_module.STORE_ENV):
+    monkeypatch.setattr(serve_module, "load", lambda *args: loaded.append(args) or rec)
+    monkeypatch.setattr(serve_module, "create_app", lambda got, **kw: (got, kw))
+    for var in (serve_module.CHECKPOINT_ENV, serve_module.STORE_ENV, serve_module.API_KEY_ENV):
         monkeypatch.setenv(var, "")  # restored after the test, whatever `serve` sets
-    serve_module.serve(tmp_path / "ckpt", "embedded:/g", port=9999, workers=3, access_log=False)
+    serve_module.serve(
+        tmp_path / "ckpt", "embedded:/g", port=9999, workers=3, access_log=False, api_key="k"
+    )
     ((args, kwargs),) = calls
     assert args == ("fusion.serving.rest:worker_app",)
     assert kwargs["factory"] and kwargs["workers"] == 3 and kwargs["port"] == 9999
     assert kwargs["access_log"] is False
     # Each spawned worker builds its app from the environment the parent set.
-    assert serve_module.worker_app() == (str(tmp_path / "ckpt"), "embedded:/g")
+    service, options = serve_module.worker_app()
+    assert loaded == [(str(tmp_path / "ckpt"), "embedded:/g")] and service.rec is rec
+    assert options == {"close_at_shutdown": True, "api_key": "k"}
+    assert service.checkpoint == tmp_path / "ckpt" and service.loader is not None
 
 
 def test_worker_apps_close_their_store_at_shutdown(monkeypatch, rec):
