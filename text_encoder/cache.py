@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from text_encoder.encoder import TextEncoder
+from text_encoder.encoder import Progress, TextEncoder
 from text_encoder.template import ensure_text
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def encode_with_cache(
     texts: Sequence[str],
     cache_dir: str | Path,
     batch_size: int | None = None,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> tuple[torch.Tensor, CacheStats]:
     """`encoder.encode(texts)` that reuses vectors cached for the same encoder fingerprint."""
     start = time.perf_counter()
