@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from fusion.config import FusedConfig, Progress
-from fusion.model.features import feature_matrix
+from fusion.model.features import GIB, feature_matrix
 from gnn import MetapathEncoder, NeighbourEmbedding, default_metapaths, propagate
 
 PRODUCT = "product"
@@ -91,9 +91,11 @@ class FusedModel(nn.Module):
         return {et: getattr(self, _key(et)) for et in self.edge_types}
 
     def train(self, mode: bool = True) -> FusedModel:
-        # Training builds its own graphs' features: one feature matrix alive at a time.
         self._items = None
-        if mode:
+        # Training builds its own graphs' features; the cached one of the model's graph (for
+        # validation) stays only while both fit the memory budget.
+        feats = self._feats
+        if mode and feats is not None and 2 * feats.nbytes > self.config.memory_budget * GIB:
             self._feats = None
         return super().train(mode)
 

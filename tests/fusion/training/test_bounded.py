@@ -104,7 +104,7 @@ def test_float16_and_memory_mapped_features_rank_like_float32(beauty):
     metrics = {}
     for name, budget in budgets.items():
         model = make(split, memory_budget=budget)
-        fit(model, split, TrainConfig(**{**FAST, "epochs": 2}))
+        fit(model, split, TrainConfig(**{**FAST, "epochs": 1}))
         assert model.propagate().dtype == (torch.float32 if name == "float32" else torch.float16)
         metrics[name] = evaluate_scorer(model, split, "test")
     for name in ("float16", "mapped"):
