@@ -9,7 +9,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Literal
 
-import click
 import typer
 from rich.console import Console
 
@@ -40,6 +39,7 @@ DEFAULT_REPORT = Path("artifacts/evaluation.json")
 
 
 def train(
+    ctx: typer.Context,
     task: Task = "related",
     relation: Relation = "also_bought",
     epochs: Annotated[
@@ -105,7 +105,7 @@ def train(
     from fusion.training import distributed
 
     if nproc > 1:
-        launch(nproc)
+        launch(ctx, nproc)
         return
     if epochs is None:
         epochs = WARM_EPOCHS if warm_start else TrainConfig.epochs
@@ -141,7 +141,7 @@ def train(
         raise typer.Exit(128 + signum)
 
 
-def launch(nproc: int) -> None:
+def launch(ctx: typer.Context, nproc: int) -> None:
     """Run this `kgrec train` command as `torchrun --standalone --nproc-per-node N -m
     fusion.cli train …` (the same options but --nproc): N processes on this machine."""
     from torch.distributed.elastic.multiprocessing import SignalException
@@ -152,13 +152,12 @@ def launch(nproc: int) -> None:
 
     if distributed.launched():
         raise typer.BadParameter("--nproc cannot be used inside torchrun", param_hint="--nproc")
-    ctx = click.get_current_context()
     argv = []
     for param in ctx.command.params:
         value = ctx.params[param.name]
         if param.name == "nproc" or value is None:
             continue
-        if isinstance(param, click.Option) and param.is_flag:
+        if getattr(param, "is_flag", False):
             argv.append(param.opts[0] if value else param.secondary_opts[0])
         else:
             argv += [param.opts[0], str(value)]

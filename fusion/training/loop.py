@@ -35,6 +35,8 @@ from fusion.training.device import autocast, resolve_device
 from fusion.training.stop import TIME_BUDGET, StopFlag, stop_on_signals
 from fusion.training.tasks import RecommendTask, RelatedTask
 
+SCORE_BLOCK_BYTES = 256 * 2**20  # validation scores held at once (~256 MiB)
+
 
 @dataclass
 class TrainResult:
@@ -220,8 +222,10 @@ def validate(
 ) -> float:
     """Mean `metric` (a `fusion.evaluation.metrics` name) over `queries` at the validation stage."""
     k = int(metric.split("@")[1]) if "@" in metric else 10
+    # Queries per batch: up to 1024, fewer on large catalogues (a [batch, products] score block).
+    batch_size = max(1, min(1024, SCORE_BLOCK_BYTES // (4 * split.num_products)))
     return evaluate_scorer(
-        model, split, "valid", ks=(k,), batch_size=1024, queries=queries, progress=progress
+        model, split, "valid", ks=(k,), batch_size=batch_size, queries=queries, progress=progress
     )[metric]
 
 

@@ -75,14 +75,18 @@ def test_sigterm_ends_training_gracefully_with_a_checkpoint(store: str, tmp_path
 
 def test_two_processes_train_what_one_trains(store: str, tmp_path: Path):
     """DDP on 2 CPU processes: each rank takes half of every batch and gradients are averaged,
-    so the weights follow the 1-process run (tolerance: 0.02 absolute on the validation
-    metric and on every weight; the batch halves differ by one target when a batch is odd)."""
+    so the weights follow the 1-process run (tolerance after 2 epochs: 0.02 absolute on the
+    validation metric and on every weight; an odd batch's halves differ by one target)."""
     runs = {}
     for nproc in (1, 2):
         out = tmp_path / f"model-{nproc}"
-        args = ["train", "--store", store, "--epochs", "3", "--nproc", nproc, "--out", out]
-        done = subprocess.run(kgrec(*args), capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
+        args = ["train", "--store", store, "--epochs", "2", "--nproc", nproc, "--out", out]
+        if nproc == 1:  # in this process: the same command without torchrun
+            result = CliRunner().invoke(app, list(map(str, args)))
+            assert result.exit_code == 0, result.output
+        else:
+            done = subprocess.run(kgrec(*args), capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr
         runs[nproc] = (json.loads((out / META).read_text()), torch.load(out / WEIGHTS))
     (meta1, weights1), (meta2, weights2) = runs[1], runs[2]
     train1, train2 = meta1["metrics"]["train"], meta2["metrics"]["train"]
