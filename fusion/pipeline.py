@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
-from fusion.config import TrainConfig, TrainOptions
+from fusion.config import Progress, TrainConfig, TrainOptions
 from fusion.data.graph import load_graph, make_split, text_vectors
 from fusion.data.replay import trained_pairs
 from fusion.data.splits import RecSplit, Split, cold_start_split
@@ -28,6 +28,7 @@ from fusion.model.checkpoint import (
     save_checkpoint,
 )
 from fusion.model.fused import FusedModel
+from fusion.training import distributed
 from fusion.training.loop import TrainResult, fit, seed_everything
 from fusion.training.tasks import attach_histories
 
@@ -39,9 +40,28 @@ def train(
     options: TrainOptions,
     out: str | Path,
     log: Log | None = None,
+    progress: Progress | None = None,
 ) -> tuple[FusedModel, TrainResult, Split]:
     """Train the fused model on the store's graph (held-out edges never seen) and checkpoint it,
-    with the training pairs it covered (what the next warm start treats as old)."""
+    with the training pairs it covered (what the next warm start treats as old). Under torchrun
+    every process runs this: each loads the graph, rank 0 encodes the text (through the cache)
+    and sends the vectors to the others, all train data-parallel, rank 0 checkpoints."""
+    options.device = distributed.device_for(options.device)
+    with distributed.process_group(options.device):
+        if not distributed.is_main():
+            log = progress = None
+        result = _train(store_uri, options, out, log, progress)
+        distributed.barrier()  # the checkpoint is complete before any rank returns
+    return result
+
+
+def _train(
+    store_uri: str | None,
+    options: TrainOptions,
+    out: str | Path,
+    log: Log | None,
+    progress: Progress | None,
+) -> tuple[FusedModel, TrainResult, Split]:
     trained = optimizer_state = None
     if options.warm_start:  # a missing or mismatched checkpoint fails before any loading
         check_warm_start(options.warm_start, options.task, options.relation)
@@ -49,7 +69,10 @@ def train(
         if trained is None and log:
             log(f"{options.warm_start} records no training pairs: all targets count as new")
     data = load_graph(store_uri)
-    text, text_model = text_vectors(data, options.text_model, options.device)
+    text, text_model = None, None
+    if distributed.is_main():
+        text, text_model = text_vectors(data, options.text_model, options.device, progress or True)
+    text, text_model = distributed.broadcast((text, text_model))
     split = make_split(data, options.task, options.relation, trained)
     options.model.task, options.model.text_model = options.task, text_model
     options.train.device = options.device
@@ -58,12 +81,14 @@ def train(
     else:
         seed_everything(options.train.seed)  # the initial weights too, not only the training
         model = FusedModel(split.train_graph, text, options.model)
-    result = fit(model, split, options.train, log, trained, optimizer_state)
+    result = fit(model, split, options.train, log, trained, optimizer_state, progress)
     metrics = {"relation": options.relation, "train": result.to_dict()}
     if options.warm_start:
         metrics["warm_start"] = str(options.warm_start)
-    store = store_uri or "the local Neo4j server"  # what None means, for the model card
-    save_checkpoint(model, data, out, metrics, trained_pairs(split), result.optimizer_state, store)
+    if distributed.is_main():
+        store = store_uri or "the local Neo4j server"  # what None means, for the model card
+        trained = trained_pairs(split)
+        save_checkpoint(model, data, out, metrics, trained, result.optimizer_state, store)
     return model, result, split
 
 

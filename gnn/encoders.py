@@ -15,6 +15,8 @@ nodes it touches (the role neighbour sampling plays for message-passing GNNs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -22,12 +24,20 @@ EdgeType = tuple[str, str, str]
 Metapath = tuple[EdgeType, ...]
 
 
+# Edges gathered per `index_add_` call: bounds the [edges, F] gather to ~256 MiB per chunk.
+EDGE_CHUNK_BYTES = 256 * 2**20
+
+
 def mean_aggregate(x: Tensor, edge_index: Tensor, num_dst: int) -> Tensor:
-    """Mean of source rows `x[src]` over each destination's in-edges (zeros where none)."""
+    """Mean of source rows `x[src]` over each destination's in-edges (zeros where none),
+    gathered in chunks of edges so memory does not grow with edges × features."""
     src, dst = edge_index
-    out = x.new_zeros(num_dst, x.shape[1]).index_add_(0, dst, x[src])
+    out = x.new_zeros(num_dst, x.shape[1])
+    chunk = max(1, EDGE_CHUNK_BYTES // (x.shape[1] * x.element_size()))
+    for s, d in zip(src.split(chunk), dst.split(chunk), strict=True):
+        out.index_add_(0, d, x[s])
     deg = torch.bincount(dst, minlength=num_dst).clamp(min=1).to(x.dtype)
-    return out / deg.unsqueeze(1)
+    return out.div_(deg.unsqueeze(1))
 
 
 def default_metapaths(edge_types: list[EdgeType], target: str) -> list[Metapath]:
@@ -53,17 +63,29 @@ def propagate(
     edge_index_dict: dict[EdgeType, Tensor],
     num_nodes_dict: dict[str, int],
     metapaths: list[Metapath],
+    out: Tensor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """``[N, (1 + len(metapaths)) · F]``: the features `x` of the metapaths' start type followed
-    by their mean along each metapath (a relation absent from the graph contributes zeros)."""
-    feats = [x]
-    for path in metapaths:
+    by their mean along each metapath (a relation absent from the graph contributes zeros).
+    Each metapath's block is computed in `x`'s precision and written into `out` (default: a new
+    tensor like `x`), which may be float16 or memory-mapped; `progress(done, total)` after each."""
+    n, f = x.shape
+    width = (1 + len(metapaths)) * f
+    if out is None:
+        out = x.new_empty(n, width)
+    elif tuple(out.shape) != (n, width):
+        raise ValueError(f"out has shape {tuple(out.shape)}, propagate writes {(n, width)}")
+    out[:, :f] = x
+    for i, path in enumerate(metapaths, 1):
         h = x
         for et in path:
             ei = edge_index_dict.get(et, x.new_zeros(2, 0, dtype=torch.long))
             h = mean_aggregate(h, ei, num_nodes_dict[et[2]])
-        feats.append(h)
-    return torch.cat(feats, dim=1)
+        out[:, i * f : (i + 1) * f] = h
+        if progress:
+            progress(i, len(metapaths))
+    return out
 
 
 class MetapathEncoder(nn.Module):
@@ -88,8 +110,8 @@ class MetapathEncoder(nn.Module):
         self.norm = nn.LayerNorm(hidden_channels)
 
     def forward(self, feats: Tensor) -> Tensor:
-        """`feats` from `propagate`; returns ``[N, hidden]``."""
-        paths = feats.view(feats.shape[0], -1, self.in_channels)
+        """`feats` from `propagate` (any float precision); returns ``[N, hidden]``."""
+        paths = feats.view(feats.shape[0], -1, self.in_channels).to(self.path_weight.dtype)
         h = self.lin((paths * self.path_weight).sum(1))
         return self.norm(h + self.mlp(h))
 

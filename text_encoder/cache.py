@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from text_encoder.encoder import TextEncoder
+from text_encoder.encoder import Progress, TextEncoder
 from text_encoder.template import ensure_text
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def encode_with_cache(
     texts: Sequence[str],
     cache_dir: str | Path,
     batch_size: int | None = None,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> tuple[torch.Tensor, CacheStats]:
     """`encoder.encode(texts)` that reuses vectors cached for the same encoder fingerprint."""
     start = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -17,6 +17,8 @@ from text_encoder.device import resolve_device
 from text_encoder.model import ModelSpec, load_model, pool, resolve_model
 from text_encoder.template import ensure_text
 
+# A tqdm bar (True), none (False), or a callable told (done, total) after each batch.
+Progress = bool | Callable[[int, int], None]
 CPU_BATCH_SIZE = 32
 CUDA_BATCH_SIZE = 128  # GPUs are only busy with wide batches; length sorting keeps padding low
 
@@ -105,7 +107,7 @@ class TextEncoder(nn.Module):
         return F.normalize(pooled.float(), p=2, dim=-1)
 
     def encode(
-        self, texts: Sequence[str], batch_size: int | None = None, progress: bool = True
+        self, texts: Sequence[str], batch_size: int | None = None, progress: Progress = True
     ) -> torch.Tensor:
         """[N, dim] float32 CPU tensor of L2-normalised vectors, in input order."""
         texts = [ensure_text(t, f"text #{i}") for i, t in enumerate(texts)]
@@ -124,13 +126,16 @@ class TextEncoder(nn.Module):
         order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
         was_training = self.training
         self.eval()
-        bar = tqdm(total=len(texts), unit="item", desc="encoding", disable=not progress)
+        report = progress if callable(progress) else None
+        bar = tqdm(total=len(texts), unit="item", desc="encoding", disable=not progress or report)
         try:
             with torch.inference_mode(), self._autocast():
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
                     out[rows] = self([texts[i] for i in rows]).cpu()
                     bar.update(len(rows))
+                    if report:
+                        report(start + len(rows), len(texts))
         finally:
             bar.close()
             self.train(was_training)

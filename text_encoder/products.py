@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from text_encoder.cache import CacheStats, encode_with_cache
-from text_encoder.encoder import TextEncoder
+from text_encoder.encoder import Progress, TextEncoder
 from text_encoder.template import (
     TextTemplate,
     UnreadableTextError,
@@ -78,7 +78,7 @@ def encode_products(
     cache_dir: str | Path,
     template: TextTemplate | None = None,
     batch_size: int | None = None,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> tuple[ProductVectors, EncodeSummary]:
     """Render, encode (through the cache) and package the vectors of every product."""
     if len(node_ids) != len(text_fields):

@@ -19,6 +19,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 from kg.server_conf import ServerError
@@ -73,20 +74,26 @@ def user_errors() -> Iterator[None]:
 
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar per step, on stderr so --json output stays clean."""
+    """A rich progress bar per step (elapsed, ETA), on stderr so --json output stays clean. A
+    step that starts over (the next epoch, another validation) restarts its bar."""
     bars = Progress(
         TextColumn("{task.description:<16}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err,
         transient=True,
     )
     tasks: dict[str, TaskID] = {}
+    last: dict[str, int] = {}
 
     def update(step: str, done: int, total: int) -> None:
         if step not in tasks:
             tasks[step] = bars.add_task(step, total=total)
+        elif done < last[step]:
+            bars.reset(tasks[step], total=total)
+        last[step] = done
         bars.update(tasks[step], completed=done, total=total)
 
     with bars:

@@ -4,6 +4,8 @@ against the baselines on the same split, or run build → train → evaluate →
 from __future__ import annotations
 
 import json
+import signal
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,6 +39,7 @@ DEFAULT_REPORT = Path("artifacts/evaluation.json")
 
 
 def train(
+    ctx: typer.Context,
     task: Task = "related",
     relation: Relation = "also_bought",
     epochs: Annotated[
@@ -63,14 +66,47 @@ def train(
             help="Warm start: old targets replayed per new one, redrawn each epoch [default: 8].",
         ),
     ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Training targets per step (across all processes).")
+    ] = 4096,
+    negatives: Annotated[
+        int,
+        typer.Option(
+            min=-1,
+            help="Random negatives per step: 0 = full softmax, -1 = auto (full up to 50k "
+            "products, else 4096 sampled).",
+        ),
+    ] = -1,
+    memory_budget: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="GiB for the propagated feature matrix: float32 if it fits, else float16, "
+            "else float16 memory-mapped in $TMPDIR.",
+        ),
+    ] = 4.0,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes for data-parallel training on this machine (torchrun; one GPU "
+            "each when there are GPUs). Several machines: see README.",
+        ),
+    ] = 1,
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:
     """Train the GNN and the text/graph fusion layer jointly; held-out edges never reach
-    training; the best validation epoch is checkpointed atomically to --out."""
+    training; the best validation epoch is checkpointed atomically to --out. Ctrl-C/SIGTERM
+    (or --max-minutes) end it gracefully: the epoch in progress is validated and the best
+    checkpoint saved (exit status 130/143 after a signal)."""
     from fusion.config import WARM_EPOCHS, FusedConfig, TrainConfig, TrainOptions
     from fusion.pipeline import train as run_train
+    from fusion.training import distributed
 
+    if nproc > 1:
+        launch(ctx, nproc)
+        return
     if epochs is None:
         epochs = WARM_EPOCHS if warm_start else TrainConfig.epochs
 
@@ -80,21 +116,61 @@ def train(
         text_model=text_model,
         device=device,
         warm_start=warm_start,
-        model=FusedConfig(task=task, dim=dim),
+        model=FusedConfig(task=task, dim=dim, num_negatives=negatives, memory_budget=memory_budget),
         train=TrainConfig(
             epochs=epochs,
+            batch_size=batch_size,
             seed=seed,
             max_minutes=max_minutes,
             replay_ratio=TrainConfig.replay_ratio if replay_ratio is None else replay_ratio,
         ),
     )
-    with user_errors():
-        _, result, _ = run_train(store, options, out, log=err.print)
+    main = distributed.is_main()
+    with user_errors(), progress_bars() if main else nullcontext() as progress:
+        _, result, _ = run_train(store, options, out, log=err.print, progress=progress)
+    if not main:
+        return
     typer.echo(
         f"best {result.metric} {result.best:.4f} at epoch {result.best_epoch} of {result.epochs}"
         f" (ended by {result.stopped_by}) in {result.seconds:.0f} s"
         f" (peak memory {result.peak_memory_mb:.0f} MB); saved {out}"
     )
+    if result.stopped_by.startswith("interrupted by "):
+        signum = signal.Signals[result.stopped_by.removeprefix("interrupted by ")]
+        err.print(f"training was interrupted ({signum.name}); the best checkpoint is saved")
+        raise typer.Exit(128 + signum)
+
+
+def launch(ctx: typer.Context, nproc: int) -> None:
+    """Run this `kgrec train` command as `torchrun --standalone --nproc-per-node N -m
+    fusion.cli train …` (the same options but --nproc): N processes on this machine."""
+    from torch.distributed.elastic.multiprocessing import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    from fusion.training import distributed
+
+    if distributed.launched():
+        raise typer.BadParameter("--nproc cannot be used inside torchrun", param_hint="--nproc")
+    argv = []
+    for param in ctx.command.params:
+        value = ctx.params[param.name]
+        if param.name == "nproc" or value is None:
+            continue
+        if getattr(param, "is_flag", False):
+            argv.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            argv += [param.opts[0], str(value)]
+    launcher = ["--standalone", f"--nproc-per-node={nproc}", "-m", "fusion.cli", "train"]
+    try:
+        run(get_args_parser().parse_args(launcher + argv))
+    except SignalException as exc:  # torchrun passed it on and gave the processes 30 s
+        err.print(f"training was interrupted ({exc.sigval.name})")
+        raise typer.Exit(128 + exc.sigval) from None
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        err.print(f"[red]error:[/red] training process {rank} exited with {failure.exitcode}")
+        raise typer.Exit(1) from None
 
 
 def evaluate(

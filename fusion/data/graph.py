@@ -3,9 +3,12 @@ task's leakage-free split."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from fusion.config import Progress
 from fusion.data.replay import Trained, trained_keys
 from fusion.data.splits import Split, recommend_split, related_split
 from kg.export import to_heterodata
@@ -27,13 +30,18 @@ def graph_of(store: Store) -> HeteroData:
 
 
 def text_vectors(
-    data: HeteroData, text_model: str | None = None, device: str = "auto", progress: bool = True
+    data: HeteroData,
+    text_model: str | None = None,
+    device: str = "auto",
+    progress: bool | Progress = True,
 ) -> tuple[Tensor, str]:
-    """Every product's text vector (through the on-disk cache) and the text model's id."""
+    """Every product's text vector (through the on-disk cache) and the text model's id;
+    `progress`: a tqdm bar (True), none, or a `Progress` callback (step "encoding")."""
     encoder = TextEncoder.from_pretrained(text_model, device=device)
     product = data["product"]
+    report = partial(progress, "encoding") if callable(progress) else progress
     vectors, _ = encode_products(
-        encoder, product.node_id, product.text_fields, default_cache_dir(), progress=progress
+        encoder, product.node_id, product.text_fields, default_cache_dir(), progress=report
     )
     return vectors.vectors, encoder.model_id
 

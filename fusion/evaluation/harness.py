@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from fusion.config import Progress
 from fusion.data.splits import Split, Stage
 from fusion.evaluation.metrics import ranking_metrics
 
@@ -36,14 +37,17 @@ def evaluate_scorer(
     ks: Sequence[int] = (10, 20),
     batch_size: int = 512,
     queries: Tensor | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, float]:
     """Mean of each per-query metric over `queries` (default: every query with targets at
-    `stage`; a fixed subset keeps per-epoch validation cheap)."""
+    `stage`; a fixed subset keeps per-epoch validation cheap); `progress("validating", done,
+    total)` after each batch of queries."""
     queries = split.queries(stage) if queries is None else queries
     if queries.numel() == 0:
         raise ValueError(f"{split.task} split has no {stage} queries")
     targets, exclusions = split.targets(stage), split.exclusions(stage)
     totals: dict[str, float] = {}
+    done = 0
     for batch in queries.split(batch_size):
         ids = batch.tolist()
         per_query = ranking_metrics(
@@ -55,6 +59,9 @@ def evaluate_scorer(
         )
         for name, values in per_query.items():
             totals[name] = totals.get(name, 0.0) + values.sum().item()
+        done += len(ids)
+        if progress:
+            progress("validating", done, queries.numel())
     return {name: total / queries.numel() for name, total in totals.items()}
 
 

@@ -6,20 +6,26 @@ Two tasks share the item side and differ in the query side:
 - ``related`` (Product→Product): ``score(a, b) = scale·cos_text(a, b) + <f_a, f_b>`` — the raw
   text cosine stays in the score so a product the graph knows nothing about still ranks by text.
 
-Both are trained with a softmax over all products (or sampled: in-batch + random negatives).
+Both are trained with a softmax over all products, or above 50k products (by default) a sampled
+one: in-batch + random negatives.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from fusion.config import FusedConfig
+from fusion.config import FusedConfig, Progress
+from fusion.model.features import GIB, feature_matrix
 from gnn import MetapathEncoder, NeighbourEmbedding, default_metapaths, propagate
 
 PRODUCT = "product"
+# Rows of propagated features encoded per pass when embedding every product (~256 MiB float32).
+ENCODE_CHUNK_BYTES = 256 * 2**20
 # Links to small closed vocabularies that get learnable embeddings (averaged onto products).
 VOCAB_EDGES = (("product", "made_by", "brand"), ("product", "in_category", "category"))
 
@@ -78,6 +84,7 @@ class FusedModel(nn.Module):
         self.histories: dict[str, Tensor] = {}  # stage -> [num_users, max_history], by fit
         self._feats: Tensor | None = None  # metapath features of the model's own graph
         self._items: Tensor | None = None  # item embeddings cached between eval-mode queries
+        self.progress: Progress | None = None  # hears about propagation (set while training)
 
     @property
     def edges(self) -> dict[tuple[str, str, str], Tensor]:
@@ -85,6 +92,11 @@ class FusedModel(nn.Module):
 
     def train(self, mode: bool = True) -> FusedModel:
         self._items = None
+        # Training builds its own graphs' features; the cached one of the model's graph (for
+        # validation) stays only while both fit the memory budget.
+        feats = self._feats
+        if mode and feats is not None and 2 * feats.nbytes > self.config.memory_budget * GIB:
+            self._feats = None
         return super().train(mode)
 
     def _apply(self, fn, recurse=True):  # noqa: ANN001 - device moves invalidate the caches
@@ -93,12 +105,26 @@ class FusedModel(nn.Module):
 
     # -- item side ---------------------------------------------------------------------------
     def propagate(self, edges: dict | None = None) -> Tensor:
-        """Metapath features of every product over `edges` (default: the model's graph)."""
-        if edges is not None:
-            return propagate(self.text, edges, self.num_nodes, self.metapaths)
-        if self._feats is None:
-            self._feats = propagate(self.text, self.edges, self.num_nodes, self.metapaths)
-        return self._feats
+        """Metapath features of every product over `edges` (default: the model's graph, cached),
+        stored within `config.memory_budget` (`fusion.model.features`)."""
+        if edges is None and self._feats is not None:
+            return self._feats
+        n, f = self.text.shape
+        out = feature_matrix(
+            n, (1 + len(self.metapaths)) * f, self.config.memory_budget, self.text.device
+        )
+        report = partial(self.progress, "propagating") if self.progress else None
+        feats = propagate(
+            self.text,
+            self.edges if edges is None else edges,
+            self.num_nodes,
+            self.metapaths,
+            out,
+            report,
+        )
+        if edges is None:
+            self._feats = feats
+        return feats
 
     def item_embeddings(
         self, edges: dict | None = None, feats: Tensor | None = None, index: Tensor | None = None
@@ -113,7 +139,8 @@ class FusedModel(nn.Module):
         if index is not None:
             feats, text = feats[index], text[index]
             ids = None if ids is None else ids[index]
-        graph = self.encoder(feats)
+        rows = max(1, ENCODE_CHUNK_BYTES // (4 * feats.shape[1]))
+        graph = torch.cat([self.encoder(part) for part in feats.split(rows)])
         n = self.num_nodes[PRODUCT]
         for et in self.edge_types:
             if et[1] in self.vocab:
@@ -157,13 +184,17 @@ class FusedModel(nn.Module):
         return self.text_scale * (text[query] @ cand_text.T) + items[query] @ cand.T
 
     # -- scorer contract ---------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """The training loss (what `DistributedDataParallel` calls)."""
+        return self.calculate_loss(batch)
+
     def calculate_loss(self, batch: dict[str, Tensor]) -> Tensor:
         """Softmax cross-entropy of `batch["target"]` given `batch["query"]` (history matrix or
         source products); `batch["edges"]` (and its `feats` = `propagate(edges)`) optionally
         override the message-passing graph."""
         edges, feats = batch.get("edges"), batch.get("feats")
         query, target = batch["query"], batch["target"]
-        k = self.config.num_negatives
+        k = self.config.negatives(self.num_nodes[PRODUCT])
         if k == 0:
             return F.cross_entropy(self.scores(self.item_embeddings(edges, feats), query), target)
         # Sampled softmax: the batch's targets are each other's negatives, plus k random ones;

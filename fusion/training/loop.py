@@ -23,14 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
-from fusion.config import TrainConfig
+from fusion.config import Progress, TrainConfig
 from fusion.data.replay import Trained
 from fusion.data.splits import RecSplit, Split
 from fusion.evaluation.harness import evaluate_scorer
 from fusion.model.fused import FusedModel
+from fusion.training import distributed
 from fusion.training.device import autocast, resolve_device
+from fusion.training.stop import TIME_BUDGET, StopFlag, stop_on_signals
 from fusion.training.tasks import RecommendTask, RelatedTask
+
+SCORE_BLOCK_BYTES = 256 * 2**20  # validation scores held at once (~256 MiB)
 
 
 @dataclass
@@ -65,19 +70,27 @@ def fit(
     log: Callable[[str], None] | None = None,
     trained: Trained | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train `model` on `split`, keep the weights of the best validation epoch, and leave the
     model in eval mode, ready for `full_sort_predict`. A warm start passes `trained` (the pairs
     the model was already trained on, `fusion.data.replay`), which restricts each epoch's targets to
     the new pairs plus `config.replay_ratio` × as many old ones, and the `optimizer_state` it
-    ended with (`TrainResult.optimizer_state`, rows aligned with the model's id tables)."""
+    ended with (`TrainResult.optimizer_state`, rows aligned with the model's id tables).
+
+    `config.max_minutes` is checked after every step, and SIGINT/SIGTERM (main thread) ask for
+    the same graceful end: the epoch in progress stops, is validated once, and the best weights
+    are kept (`TrainResult.stopped_by` says why). `progress(step, done, total)` hears about
+    propagation, each epoch's steps and validation. Under torchrun the model trains with DDP
+    (`fusion.training.distributed`): each rank takes its shard of every batch, rank 0 validates."""
     config = config or TrainConfig()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     # CPU index_add_/index_put backward are otherwise run-to-run nondeterministic.
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        return _fit(model, split, config, log, trained, optimizer_state)
+        with stop_on_signals(StopFlag(config.max_minutes)) as stop:
+            return _fit(model, split, config, log, trained, optimizer_state, progress, stop)
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
@@ -89,10 +102,13 @@ def _fit(
     log: Callable[[str], None] | None,
     trained: Trained | None,
     optimizer_state: dict[str, Any] | None,
+    progress: Progress | None,
+    stop: StopFlag,
 ) -> TrainResult:
     seed_everything(config.seed)
     device = resolve_device(config.device)
     model.to(device)
+    model.progress = progress
     kind = RecommendTask if isinstance(split, RecSplit) else RelatedTask
     task = kind(model, split, trained, config)
     if task.window == 0:
@@ -107,22 +123,31 @@ def _fit(
         opt.load_state_dict(optimizer_state)
         for group in opt.param_groups:  # this run's settings, not the checkpoint's
             group.update(lr=config.lr, weight_decay=config.weight_decay)
+    step_loss = data_parallel(model, device)
     gen = torch.Generator().manual_seed(config.seed)
-    start, best, best_epoch, best_state, best_opt = time.perf_counter(), -math.inf, 0, None, None
+    start, best, best_epoch, best_state, best_opt = stop.start, -math.inf, 0, None, None
     history: list[dict[str, float]] = []
     epoch, stopped_by = 0, "all epochs"
     for epoch in range(1, config.epochs + 1):
         model.train()
-        total, steps = 0.0, 0
+        total, steps, num_steps = 0.0, 0, task.num_steps(config.batch_size)
         for batch in task.batches(model, config.batch_size, gen, config.cold_frac):
             with autocast(device):
-                loss = model.calculate_loss(batch)
+                loss = step_loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total, steps = total + loss.item(), steps + 1
+            del batch  # the next chunk's features are built without this one's alive
+            if progress:
+                progress("epoch", steps, num_steps)
+            if distributed.any_rank(stop.check() is not None, device):
+                stop.request("stopped by another rank")  # its clock or a signal
+                break
         model.eval()
-        score = validate(model, split, valid, metric) if valid.numel() else -total / steps
+        score = (
+            validated(model, split, valid, metric, progress) if valid.numel() else -total / steps
+        )
         history.append(
             {
                 "epoch": epoch,
@@ -140,11 +165,15 @@ def _fit(
         elif epoch - best_epoch >= config.patience and valid.numel():
             stopped_by = "early stopping"
             break
+        if stop.reason is not None:
+            stopped_by = stop.reason
+            break
         # Stop when another epoch as long as the mean so far would overrun the budget.
         elapsed = time.perf_counter() - start
         if epoch < config.epochs and elapsed * (epoch + 1) / epoch > 60 * config.max_minutes:
-            stopped_by = "time budget"
+            stopped_by = TIME_BUDGET
             break
+    model.progress = None
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -163,10 +192,41 @@ def _fit(
     )
 
 
-def validate(model: FusedModel, split: Split, queries: Tensor, metric: str) -> float:
+def data_parallel(model: FusedModel, device: torch.device) -> Callable[[dict], Tensor]:
+    """The training step's loss function: the model itself, or under torchrun its DDP wrapper
+    (gradients averaged across ranks). The graph and text buffers are the same on every rank
+    and never change, so DDP neither broadcasts nor checks them."""
+    if not distributed.active():
+        return model.calculate_loss
+    buffers = [name for name, _ in model.named_buffers()]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, buffers)
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+
+def validated(
+    model: FusedModel, split: Split, queries: Tensor, metric: str, progress: Progress | None
+) -> float:
+    """`validate` on rank 0; the other ranks wait for its score (all then agree on the best
+    epoch and on early stopping)."""
+    score = validate(model, split, queries, metric, progress) if distributed.is_main() else None
+    return distributed.broadcast(score)
+
+
+def validate(
+    model: FusedModel,
+    split: Split,
+    queries: Tensor,
+    metric: str,
+    progress: Progress | None = None,
+) -> float:
     """Mean `metric` (a `fusion.evaluation.metrics` name) over `queries` at the validation stage."""
     k = int(metric.split("@")[1]) if "@" in metric else 10
-    return evaluate_scorer(model, split, "valid", ks=(k,), batch_size=1024, queries=queries)[metric]
+    # Queries per batch: up to 1024, fewer on large catalogues (a [batch, products] score block).
+    batch_size = max(1, min(1024, SCORE_BLOCK_BYTES // (4 * split.num_products)))
+    return evaluate_scorer(
+        model, split, "valid", ks=(k,), batch_size=batch_size, queries=queries, progress=progress
+    )[metric]
 
 
 def peak_memory_mb(device: torch.device) -> float:

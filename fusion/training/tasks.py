@@ -14,6 +14,7 @@ from fusion.data.histories import history_matrix, right_aligned
 from fusion.data.replay import ReplaySampler, Trained, is_new
 from fusion.data.splits import RecSplit, Split
 from fusion.model.fused import PRODUCT, FusedModel
+from fusion.training import distributed
 
 EdgeType = tuple[str, str, str]
 Batch = dict[str, Any]
@@ -71,6 +72,10 @@ class RecommendTask:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def num_steps(self, size: int) -> int:
+        """Steps per epoch with batches of `size` targets."""
+        return len(batch_sizes(len(self), size))
+
     def batches(
         self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
     ) -> Iterator[Batch]:
@@ -78,7 +83,7 @@ class RecommendTask:
         (`edges` and their propagated `feats`)."""
         edges = drop_products(model.edges, model.num_nodes[PRODUCT], cold_frac, gen)
         feats = model.propagate(edges)
-        for idx in self.rows.draw(gen).split(size):
+        for idx in batches_of(self.rows.draw(gen), size):
             yield {
                 "query": self.prefixes[idx].to(self.device),
                 "target": self.targets[idx].to(self.device),
@@ -115,15 +120,22 @@ class RelatedTask:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def num_steps(self, size: int) -> int:
+        """Steps per epoch with batches of `size` targets."""
+        parts = torch.arange(len(self)).chunk(self.chunks)
+        return sum(len(batch_sizes(len(part), size)) for part in parts)
+
     def batches(
         self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
     ) -> Iterator[Batch]:
-        """As `RecommendTask.batches`, one message-passing graph per chunk."""
+        """As `RecommendTask.batches`, one message-passing graph per chunk (every rank leaves
+        the whole chunk out of message passing; each trains on its shard of the chunk)."""
         for part in self.rows.draw(gen).chunk(self.chunks):
             src, dst = self.pairs[:, part]
             edges = drop_products(self._without(model.edges, src, dst), self.n, cold_frac, gen)
+            feats = None  # the previous chunk's, freed before the next is built
             feats = model.propagate(edges)
-            for idx in torch.arange(len(part)).split(size):
+            for idx in batches_of(torch.arange(len(part)), size):
                 yield {
                     "query": src[idx].to(self.device),
                     "target": dst[idx].to(self.device),
@@ -140,6 +152,19 @@ class RelatedTask:
                 ei = out[et]
                 out[et] = ei[:, ~torch.isin(ei[0] * self.n + ei[1], held)]
         return out
+
+
+def batch_sizes(n: int, size: int) -> list[int]:
+    """Sizes of the global batches `n` targets make. Under data parallelism a batch smaller than
+    the number of ranks would leave one empty, so that last remnant is dropped."""
+    sizes = [len(b) for b in torch.arange(n).split(size)]
+    return sizes[:-1] if sizes and sizes[-1] < distributed.world_size() else sizes
+
+
+def batches_of(rows: Tensor, size: int) -> Iterator[Tensor]:
+    """This rank's shard of each global batch of `size` rows (all of it in one process)."""
+    for batch in rows.split(size)[: len(batch_sizes(len(rows), size))]:
+        yield distributed.shard(batch)
 
 
 def sampler(

@@ -1,4 +1,5 @@
-"""The metapath encoder: aggregation, metapaths over the Beauty schema, inductiveness."""
+"""The metapath encoder: aggregation (in edge chunks, into any output), metapaths over the
+Beauty schema, inductiveness."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from gnn import (
     MetapathEncoder,
     NeighbourEmbedding,
     default_metapaths,
+    encoders,
     mean_aggregate,
     propagate,
 )
@@ -50,6 +52,22 @@ def test_propagate_on_beauty_has_one_block_per_metapath(beauty):
     # every relation into products is used: 3 product relations x 2 directions, plus the
     # round trips through brand, category and user
     assert len(paths) == 6 + 3
+
+
+def test_propagate_in_edge_chunks_into_float16_matches_one_pass(beauty, monkeypatch):
+    """Gathering a few edges at a time is exact; a float16 output only rounds the float32 one."""
+    edges = {et: beauty[et].edge_index for et in beauty.edge_types}
+    num_nodes = {t: beauty[t].num_nodes for t in beauty.node_types}
+    paths = default_metapaths(list(edges), "product")
+    x = torch.nn.functional.normalize(torch.randn(num_nodes["product"], 8), dim=1)
+    whole = propagate(x, edges, num_nodes, paths)
+    monkeypatch.setattr(encoders, "EDGE_CHUNK_BYTES", 1000 * 8 * 4)  # 1,000 edges per gather
+    reports: list[tuple[int, int]] = []
+    out = torch.empty(whole.shape, dtype=torch.float16)
+    half = propagate(x, edges, num_nodes, paths, out=out, progress=lambda *r: reports.append(r))
+    assert half is out and reports[-1] == (len(paths), len(paths))
+    assert torch.allclose(propagate(x, edges, num_nodes, paths), whole, atol=1e-6)
+    assert torch.allclose(half.float(), whole, atol=1e-3)
 
 
 def test_encoder_is_inductive_for_a_product_without_edges():
