@@ -61,9 +61,16 @@ class Split:
     def targets(self, stage: Stage) -> dict[int, Tensor]:
         return self.targets_by_stage[stage]
 
-    def exclusions(self, stage: Stage) -> dict[int, Tensor]:
-        """Per query, the product indices to mask before ranking (never one of its targets)."""
-        return self.exclusions_by_stage[stage]
+    def exclusions(self, stage: Stage, mask_history: bool = True) -> dict[int, Tensor]:
+        """Per query, the product indices to mask before ranking (never one of its targets).
+        Without `mask_history` only the query product itself (its own history stays rankable:
+        the convention of evaluations that do not mask)."""
+        if mask_history:
+            return self.exclusions_by_stage[stage]
+        return {q: _exclude(self._itself(q), t) for q, t in self.targets(stage).items()}
+
+    def _itself(self, query: int) -> Tensor:
+        return torch.tensor([query])
 
     def queries(self, stage: Stage) -> Tensor:
         """Sorted LongTensor of the queries that have targets at `stage`."""
@@ -82,6 +89,9 @@ class Split:
 @dataclass
 class RecSplit(Split):
     histories: dict[str, dict[int, Tensor]]
+
+    def _itself(self, query: int) -> Tensor:
+        return torch.empty(0, dtype=torch.long)  # a user is not a product
 
     def history(self, stage: Stage) -> dict[int, Tensor]:
         """Per user, the items seen before `stage`'s target, in time order: the training items,
