@@ -139,7 +139,7 @@ def evaluate(
         "resamples": resamples,
         "results": results,
         "intervals": {
-            name: {m: list(percentile_interval(s)) for m, s in by_metric.items()}
+            name: {m: list(percentile_interval(s, results[name][m])) for m, s in by_metric.items()}
             for name, by_metric in samples.items()
         },
         "not_distinguishable": _ties_with_best(results, samples),
@@ -171,7 +171,11 @@ def _ties_with_best(
         out[metric] = [
             name
             for name in results
-            if name != best and not distinguishable(samples[best][metric] - samples[name][metric])
+            if name != best
+            and not distinguishable(
+                samples[best][metric] - samples[name][metric],
+                results[best][metric] - results[name][metric],
+            )
         ]
     return out
 

@@ -1,4 +1,5 @@
-"""Percentile-bootstrap intervals over queries, and whether two scorers are distinguishable.
+"""Percentile-bootstrap intervals over queries (bias-corrected), and whether two scorers are
+distinguishable.
 
 A resample draws the queries with replacement; it is represented by how often each query is
 drawn (a weight row), so means and corpus-level metrics (coverage, Gini) are resampled alike,
@@ -57,18 +58,28 @@ def bootstrap(
     return {name: torch.cat(values) for name, values in out.items()}
 
 
-def percentile_interval(samples: Tensor, level: float = LEVEL) -> tuple[float, float]:
-    """The central `level` interval of bootstrap `samples` (NaN samples left out)."""
+def percentile_interval(
+    samples: Tensor, estimate: float | None = None, level: float = LEVEL
+) -> tuple[float, float]:
+    """The central `level` interval of bootstrap `samples` (NaN samples left out). Given the
+    point `estimate`, the samples are first shifted by the bootstrap's bias estimate
+    (their mean − `estimate`): nothing for means, but coverage of a resample — which holds
+    about 63% of the distinct queries — is far below the full set's."""
     samples = samples[~samples.isnan()].double()
     if not samples.numel():
         return float("nan"), float("nan")
+    if estimate is not None:
+        samples = samples - (samples.mean() - estimate)
     tail = (1 - level) / 2
     lo, hi = torch.quantile(samples, torch.tensor([tail, 1 - tail], dtype=torch.double))
     return lo.item(), hi.item()
 
 
-def distinguishable(difference: Tensor, level: float = LEVEL) -> bool:
-    """Whether the paired bootstrap `difference` samples (a − b on the same resamples) put
-    zero outside their central `level` interval."""
-    lo, hi = percentile_interval(difference, level)
+def distinguishable(
+    difference: Tensor, estimate: float | None = None, level: float = LEVEL
+) -> bool:
+    """Whether the paired bootstrap `difference` samples (a − b on the same resamples; the
+    point difference `estimate`, see `percentile_interval`) put zero outside their central
+    `level` interval."""
+    lo, hi = percentile_interval(difference, estimate, level)
     return lo > 0 or hi < 0

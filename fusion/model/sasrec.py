@@ -36,6 +36,10 @@ class SASRecNet(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.heads = heads
+        # Glorot-initialised embeddings (as the reference implementations): N(0, 1) rows times
+        # sqrt(dim) give saturated logits, and the model then barely learns in early epochs.
+        for table in (self.items, self.positions):
+            nn.init.xavier_normal_(table.weight)
 
     def forward(self, seq: Tensor) -> Tensor:
         """Hidden states [B, L, d] of right-aligned sequences `seq` [B, L] (0 = padding)."""
