@@ -9,6 +9,7 @@ embeddings are shared between input and output (scores are dot products with the
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 import torch.nn.functional as F
@@ -77,16 +78,18 @@ class SASRecScorer:
         patience: int = 5,
         metric: str = "recall@20",
         valid_queries: int = 4000,
+        max_minutes: float = 20.0,
         seed: int = 0,
     ) -> None:
         self.dim, self.max_len, self.blocks, self.heads = dim, max_len, blocks, heads
         self.dropout, self.epochs, self.batch_size, self.lr = dropout, epochs, batch_size, lr
         self.patience, self.metric, self.seed = patience, metric, seed
-        self.valid_queries = valid_queries
+        self.valid_queries, self.max_minutes = valid_queries, max_minutes
 
     def fit(self, split: Split) -> SASRecScorer:
         """Train on every user's training sequence (predict each next item from the ones before
-        it); keep the best validation epoch, stop after `patience` epochs without improvement."""
+        it); keep the best validation epoch, stop after `patience` epochs without improvement
+        or once an epoch ends past `max_minutes`."""
         if not isinstance(split, RecSplit):
             raise ValueError(f"SASRec needs a recommend split, not a {split.task!r} one")
         self.split, self._inputs = split, {}
@@ -107,6 +110,7 @@ class SASRecScorer:
         valid = self.split.sample_queries("valid", self.valid_queries, self.seed)
         best, stale, best_state = float("-inf"), 0, None
         self.history: list[float] = []
+        deadline = time.monotonic() + 60 * self.max_minutes
         for _ in range(self.epochs):
             self.net.train()
             for batch in torch.randperm(sequences.size(0), generator=gen).split(self.batch_size):
@@ -134,6 +138,8 @@ class SASRecScorer:
                 stale += 1
                 if stale >= self.patience:
                     break
+            if time.monotonic() > deadline:
+                break
         if best_state is not None:
             self.net.load_state_dict(best_state)
         self.net.eval()

@@ -37,6 +37,10 @@ NEIGHBOUR_TABLE_MAX_PRODUCTS = 50_000
 
 K = Annotated[int, Query(ge=1, le=100, description="Number of answers.")]
 Explain = Annotated[bool, Query(description="Attach knowledge-graph paths to each answer.")]
+Diversity = Annotated[
+    float,
+    Query(ge=0, le=1, description="Trade relevance for varied categories/brands (0: none)."),
+]
 
 
 class Answer(BaseModel):
@@ -116,11 +120,15 @@ def create_app(rec: Recommender, close_at_shutdown: bool = False) -> FastAPI:
         responses={404: {"description": "Unknown product"}},
     )
     async def related(
-        product_id: str, f: FilterParams, k: K = 10, explain: Explain = True
+        product_id: str,
+        f: FilterParams,
+        k: K = 10,
+        explain: Explain = True,
+        diversity: Diversity = 0.0,
     ) -> Response:
         """Products related to `product_id`."""
         inline = rec.knows(product_id) and (rec.store_in_memory or not explain)
-        return await _answer(inline, rec.related, product_id, k, f, explain)
+        return await _answer(inline, rec.related, product_id, k, f, explain, diversity)
 
     @app.get(
         "/recommend/{user_id}",
@@ -128,10 +136,14 @@ def create_app(rec: Recommender, close_at_shutdown: bool = False) -> FastAPI:
         responses={404: {"description": "Unknown user"}},
     )
     async def recommend(
-        user_id: str, f: FilterParams, k: K = 10, explain: Explain = True
+        user_id: str,
+        f: FilterParams,
+        k: K = 10,
+        explain: Explain = True,
+        diversity: Diversity = 0.0,
     ) -> Response:
         """Products for `user_id`, leaving out those the user already has."""
-        return await _answer(rec.store_in_memory, rec.recommend, user_id, k, f, explain)
+        return await _answer(rec.store_in_memory, rec.recommend, user_id, k, f, explain, diversity)
 
     @app.get("/search", response_model=Answer)
     async def search(
