@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from fusion.data.splits import related_split, recommend_split
+from fusion.data.splits import recommend_split, related_split
 from fusion.evaluation.harness import evaluate_scorer
 from fusion.model.baselines import PopularityScorer
 from fusion.model.sasrec import SASRecScorer
