@@ -30,6 +30,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 HEAD_SHARE = 0.2  # the most popular 20% of the catalogue is the head; the rest, the long tail
+CORPUS_METRICS = ("coverage", "gini")  # of the lists together, not a mean over queries
 
 
 def product_labels(graph: HeteroData, relation: str) -> Tensor:
@@ -109,12 +110,12 @@ class ExposureMetrics:
     def compute(self, weights: Tensor | None = None) -> dict[str, Tensor]:
         """`coverage@k` and `gini@k`, one value per row of `weights` [R, Q] (how often each
         list counts; default: every list once, R = 1)."""
-        top = torch.cat(self._tops)
-        num_queries, num_products = top.size(0), self.candidates.numel()
+        top = torch.cat(self._tops)  # fewer than k columns where the catalogue is that small
+        (num_queries, width), num_products = top.shape, self.candidates.numel()
         if weights is None:
             weights = torch.ones(1, num_queries)
         shown = torch.sparse_coo_tensor(
-            torch.stack([top.flatten(), torch.arange(num_queries).repeat_interleave(self.k)]),
+            torch.stack([top.flatten(), torch.arange(num_queries).repeat_interleave(width)]),
             torch.ones(top.numel()),
             (num_products, num_queries),
             check_invariants=False,  # built right here: indices in range

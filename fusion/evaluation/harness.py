@@ -14,7 +14,12 @@ import torch
 from torch import Tensor
 
 from fusion.data.splits import INTERACTED, Split, Stage
-from fusion.evaluation.beyond import ExposureMetrics, ListMetrics, product_labels
+from fusion.evaluation.beyond import (
+    CORPUS_METRICS,
+    ExposureMetrics,
+    ListMetrics,
+    product_labels,
+)
 from fusion.evaluation.intervals import (
     RESAMPLES,
     bootstrap,
@@ -139,7 +144,10 @@ def evaluate(
         "resamples": resamples,
         "results": results,
         "intervals": {
-            name: {m: list(percentile_interval(s, results[name][m])) for m, s in by_metric.items()}
+            name: {
+                m: list(percentile_interval(s, _bias_reference(m, results[name][m])))
+                for m, s in by_metric.items()
+            }
             for name, by_metric in samples.items()
         },
         "not_distinguishable": _ties_with_best(results, samples),
@@ -160,6 +168,12 @@ def training_popularity(split: Split) -> Tensor:
     return torch.bincount(edges[1], minlength=split.num_products)
 
 
+def _bias_reference(metric: str, estimate: float) -> float | None:
+    """The point estimate a metric's bootstrap samples are re-centred on: corpus-level metrics
+    only (a resample's coverage is biased low); for means the shift would be noise."""
+    return estimate if metric.split("@")[0] in CORPUS_METRICS else None
+
+
 def _ties_with_best(
     results: dict[str, dict[str, float]], samples: dict[str, dict[str, Tensor]]
 ) -> dict[str, list[str]]:
@@ -174,7 +188,7 @@ def _ties_with_best(
             if name != best
             and not distinguishable(
                 samples[best][metric] - samples[name][metric],
-                results[best][metric] - results[name][metric],
+                _bias_reference(metric, results[best][metric] - results[name][metric]),
             )
         ]
     return out

@@ -63,8 +63,8 @@ def percentile_interval(
 ) -> tuple[float, float]:
     """The central `level` interval of bootstrap `samples` (NaN samples left out). Given the
     point `estimate`, the samples are first shifted by the bootstrap's bias estimate
-    (their mean − `estimate`): nothing for means, but coverage of a resample — which holds
-    about 63% of the distinct queries — is far below the full set's."""
+    (their mean − `estimate`), for statistics that are not means: coverage of a resample —
+    which holds about 63% of the distinct queries — is far below the full set's."""
     samples = samples[~samples.isnan()].double()
     if not samples.numel():
         return float("nan"), float("nan")
