@@ -37,8 +37,10 @@ def product_labels(graph: HeteroData, relation: str) -> Tensor:
     """LongTensor[num_products]: one label per distinct set of nodes a product links to by
     `relation` (`made_by`, `in_category`); -1 for products without any."""
     num_products = graph["product"].num_nodes
-    edge_type = ("product", relation, next(d for s, r, d in graph.edge_types if r == relation))
-    src, dst = graph[edge_type].edge_index
+    edge_types = [t for t in graph.edge_types if t[0] == "product" and t[1] == relation]
+    if not edge_types:  # e.g. a catalogue without brands: every product unknown
+        return torch.full((num_products,), -1, dtype=torch.long)
+    src, dst = graph[edge_types[0]].edge_index
     linked: list[list[int]] = [[] for _ in range(num_products)]
     for p, n in zip(src.tolist(), dst.tolist(), strict=True):
         linked[p].append(n)

@@ -158,13 +158,9 @@ def evaluate(
 def training_popularity(split: Split) -> Tensor:
     """Each product's training interactions (the split's training pairs when the graph has no
     interactions, e.g. a catalogue without logs)."""
-    edges = (
-        split.train_graph[INTERACTED].edge_index
-        if INTERACTED in split.train_graph.edge_types
-        else None
-    )
-    if edges is None or not edges.numel():
-        edges = split.train_edges
+    graph = split.train_graph
+    has_logs = INTERACTED in graph.edge_types and graph[INTERACTED].num_edges > 0
+    edges = graph[INTERACTED].edge_index if has_logs else split.train_edges
     return torch.bincount(edges[1], minlength=split.num_products)
 
 

@@ -92,6 +92,7 @@ def test_product_labels_one_per_distinct_set(tiny: HeteroData) -> None:
     # tiny: products 0 and 1 are made by b0, none else has a brand; all five in c0.
     assert product_labels(tiny, "made_by").tolist() == [0, 0, -1, -1, -1, -1]
     assert product_labels(tiny, "in_category").tolist() == [0, 0, 0, 0, 0, -1]
+    assert product_labels(tiny, "no_such_relation").tolist() == [-1] * 6
 
 
 def test_lists_shorter_than_k_in_a_small_catalogue() -> None:
