@@ -45,19 +45,13 @@ class Scorer(Protocol):
         ...
 
 
-@torch.no_grad()
 def evaluate_scorer(
-    scorer: Scorer,
-    split: Split,
-    stage: Stage = "test",
-    ks: Sequence[int] = (10, 20),
-    batch_size: int = 512,
-    queries: Tensor | None = None,
-    mask_history: bool = True,
+    scorer: Scorer, split: Split, stage: Stage = "test", **options: Any
 ) -> dict[str, float]:
-    """Mean of each per-query metric over `queries` (default: every query with targets at
-    `stage`; a fixed subset keeps per-epoch validation cheap)."""
-    per_query = score_queries(scorer, split, stage, ks, batch_size, queries, mask_history)
+    """Mean of each per-query metric over the queries; `options` as for `score_queries` (`ks`,
+    `batch_size`, `queries` — a fixed subset keeps per-epoch validation cheap —,
+    `mask_history`)."""
+    per_query = score_queries(scorer, split, stage, **options)
     return {name: values.mean().item() for name, values in per_query.items()}
 
 
