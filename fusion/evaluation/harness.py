@@ -234,9 +234,14 @@ def markdown(reports: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(to_markdown(r) for r in reports)
 
 
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without its per-query values (what JSON files hold)."""
+    return {k: v for k, v in report.items() if k != "per_query"}
+
+
 def to_json(reports: Sequence[dict[str, Any]]) -> str:
     """The reports as JSON, without their per-query values."""
-    return json.dumps([{k: v for k, v in r.items() if k != "per_query"} for r in reports], indent=2)
+    return json.dumps([summary(r) for r in reports], indent=2)
 
 
 def write_reports(reports: Sequence[dict[str, Any]], path: str | Path) -> Path:
