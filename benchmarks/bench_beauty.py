@@ -23,7 +23,7 @@ import torch
 from fusion.config import FusedConfig, TrainConfig
 from fusion.data.graph import make_split, text_vectors
 from fusion.data.splits import cold_start_split
-from fusion.evaluation.harness import evaluate, to_markdown
+from fusion.evaluation.harness import evaluate, summary, to_markdown
 from fusion.model.baselines import LightGCNScorer, PopularityScorer, TextScorer
 from fusion.model.fused import FusedModel
 from fusion.training.loop import fit
@@ -107,7 +107,7 @@ def save(key: str, report: dict) -> None:
     with open(OUT.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = json.loads(OUT.read_text()) if OUT.exists() else {}
-        results[key] = report
+        results[key] = summary(report)  # per-query values stay out of the JSON
         OUT.write_text(json.dumps(results, indent=2, sort_keys=True))
         OUT.with_suffix(".md").write_text(
             "\n\n".join(f"### {k}\n\n{to_markdown(r)}" for k, r in sorted(results.items()))

@@ -28,6 +28,7 @@ from fusion.model.checkpoint import (
     save_checkpoint,
 )
 from fusion.model.fused import FusedModel
+from fusion.model.sasrec import SASRecScorer
 from fusion.training import distributed
 from fusion.training.loop import TrainResult, fit, seed_everything
 from fusion.training.tasks import attach_histories
@@ -123,11 +124,13 @@ def evaluate_checkpoint(
     baselines: bool = True,
     cold_start_epochs: int = 0,
     log: Log | None = None,
+    mask_history: bool = True,
 ) -> list[dict[str, Any]]:
     """The checkpoint and the baselines on the split it was trained on (rebuilt from the same
     seed and the checkpoint's record: nothing it trained on is held out, also after the graph
     grew), full ranking. For related items, `cold_start_epochs > 0` adds the cold-start split,
-    with a fused model trained afresh on it (the checkpoint has seen the cold products' edges)."""
+    with a fused model trained afresh on it (the checkpoint has seen the cold products' edges).
+    `mask_history=False` leaves each query's own history in the ranking."""
     meta = read_meta(checkpoint)
     data = load_graph(store_uri)
     text, text_model = text_vectors(data, meta["text_model"], progress=False)
@@ -136,24 +139,30 @@ def evaluate_checkpoint(
     model = load_checkpoint(checkpoint, split.train_graph, text, text_model)
     if isinstance(split, RecSplit):
         attach_histories(model, split)
-    reports = [evaluate(_scorers(model, split, text, baselines, log), split)]
+    reports = [
+        evaluate(_scorers(model, split, text, baselines, log), split, mask_history=mask_history)
+    ]
     if cold_start_epochs and task == "related":
         cold = cold_start_split(data, split.relation)
         cold_config = TrainConfig(epochs=cold_start_epochs)
         seed_everything(cold_config.seed)
         cold_model = FusedModel(cold.train_graph, text, model.config)
         fit(cold_model, cold, cold_config, log)
-        reports.append(evaluate(_scorers(cold_model, cold, text, baselines, log), cold))
+        scorers = _scorers(cold_model, cold, text, baselines, log)
+        reports.append(evaluate(scorers, cold, mask_history=mask_history))
     return reports
 
 
 def _scorers(model: FusedModel, split: Split, text: Tensor, baselines: bool, log: Log | None):
     scorers: dict[str, Any] = {}
     if baselines:
+        sequential = isinstance(split, RecSplit)
         if log:
-            log("fitting baselines: popularity, text-only, LightGCN")
+            log("fitting baselines: popularity, text-only, LightGCN" + ", SASRec" * sequential)
         scorers["popularity"] = PopularityScorer().fit(split)
         scorers["text-only"] = TextScorer(text).fit(split)
         scorers["graph-only (LightGCN)"] = LightGCNScorer().fit(split)
+        if sequential:
+            scorers["SASRec"] = SASRecScorer().fit(split)
     scorers["fused"] = model
     return scorers

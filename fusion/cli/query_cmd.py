@@ -25,6 +25,12 @@ MaxPrice = Annotated[float | None, typer.Option(min=0, help="Highest price.")]
 InCatalogue = Annotated[bool, typer.Option(help="Leave out referenced-only stub products.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Explain = Annotated[bool, typer.Option(help="Explain each answer with knowledge-graph paths.")]
+Diversity = Annotated[
+    float,
+    typer.Option(
+        min=0.0, max=1.0, help="Trade relevance for varied categories/brands (0: none, 1: most)."
+    ),
+]
 
 
 def related(
@@ -37,13 +43,14 @@ def related(
     in_catalogue: InCatalogue = False,
     json: Json = False,
     explain: Explain = True,
+    diversity: Diversity = 0.0,
     checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
     store: StoreUri = None,
 ) -> None:
     """Products related to PRODUCT_ID (also works for products added after training)."""
     with _answering(checkpoint, store) as rec:
         f = _filters(brand, category, min_price, max_price, in_catalogue)
-        show(product_id, rec.related(product_id, k, f, explain), json)
+        show(product_id, rec.related(product_id, k, f, explain, diversity), json)
 
 
 def recommend(
@@ -56,13 +63,14 @@ def recommend(
     in_catalogue: InCatalogue = False,
     json: Json = False,
     explain: Explain = True,
+    diversity: Diversity = 0.0,
     checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
     store: StoreUri = None,
 ) -> None:
     """Products for USER_ID, leaving out those the user already has."""
     with _answering(checkpoint, store) as rec:
         f = _filters(brand, category, min_price, max_price, in_catalogue)
-        show(user_id, rec.recommend(user_id, k, f, explain), json)
+        show(user_id, rec.recommend(user_id, k, f, explain, diversity), json)
 
 
 def search(

@@ -3,7 +3,6 @@ against the baselines on the same split, or run build → train → evaluate →
 
 from __future__ import annotations
 
-import json
 import signal
 from contextlib import nullcontext
 from pathlib import Path
@@ -184,16 +183,23 @@ def evaluate(
         DEFAULT_REPORT
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, not tables.")] = False,
+    mask_history: Annotated[
+        bool,
+        typer.Option(help="Leave each query's own history (training items) out of the ranking."),
+    ] = True,
 ) -> None:
-    """Full-ranking evaluation (Recall/HR/NDCG@10,20, MRR) of the checkpoint and the baselines
-    on the split it was trained on."""
-    from fusion.evaluation.harness import markdown, write_reports
+    """Full-ranking evaluation (Recall/HR/NDCG@10,20, MRR; coverage, Gini, popularity, long
+    tail, diversity, novelty of the top 10; bootstrap 95% intervals) of the checkpoint and the
+    baselines on the split it was trained on."""
+    from fusion.evaluation.harness import markdown, to_json, write_reports
     from fusion.pipeline import evaluate_checkpoint
 
     with user_errors():
-        reports = evaluate_checkpoint(checkpoint, store, baselines, cold_start_epochs, err.print)
+        reports = evaluate_checkpoint(
+            checkpoint, store, baselines, cold_start_epochs, err.print, mask_history
+        )
     write_reports(reports, report)
-    typer.echo(json.dumps(reports, indent=2) if as_json else markdown(reports))
+    typer.echo(to_json(reports) if as_json else markdown(reports))
     err.print(f"report written to {report}")
 
 

@@ -61,9 +61,16 @@ class Split:
     def targets(self, stage: Stage) -> dict[int, Tensor]:
         return self.targets_by_stage[stage]
 
-    def exclusions(self, stage: Stage) -> dict[int, Tensor]:
-        """Per query, the product indices to mask before ranking (never one of its targets)."""
-        return self.exclusions_by_stage[stage]
+    def exclusions(self, stage: Stage, mask_history: bool = True) -> dict[int, Tensor]:
+        """Per query, the product indices to mask before ranking (never one of its targets).
+        Without `mask_history` only the query product itself (its own history stays rankable:
+        the convention of evaluations that do not mask)."""
+        if mask_history:
+            return self.exclusions_by_stage[stage]
+        return {q: _exclude(self._itself(q), t) for q, t in self.targets(stage).items()}
+
+    def _itself(self, query: int) -> Tensor:
+        return torch.tensor([query])
 
     def queries(self, stage: Stage) -> Tensor:
         """Sorted LongTensor of the queries that have targets at `stage`."""
@@ -82,6 +89,9 @@ class Split:
 @dataclass
 class RecSplit(Split):
     histories: dict[str, dict[int, Tensor]]
+
+    def _itself(self, query: int) -> Tensor:
+        return torch.empty(0, dtype=torch.long)  # a user is not a product
 
     def history(self, stage: Stage) -> dict[int, Tensor]:
         """Per user, the items seen before `stage`'s target, in time order: the training items,
@@ -138,13 +148,72 @@ def user_histories(data: HeteroData) -> dict[int, Tensor]:
     return _group(*_by_user_and_time(data), keep_order=True)
 
 
+def time_split(
+    data: HeteroData,
+    valid_from: float | None = None,
+    test_from: float | None = None,
+    frac: float = 0.1,
+) -> RecSplit:
+    """Global cut by timestamp, for data with real time: interactions before `valid_from`
+    train, those in [`valid_from`, `test_from`) are validation targets, those from `test_from`
+    test targets (default cuts: the last `frac` of the interactions is test, the `frac` before
+    it validation). A query is a user with a history before the stage's window; users first
+    seen later are cold and not queried, products first seen later are cold (rankable, with no
+    training interactions). A stage's targets are the user's distinct products in its window;
+    exclusions and histories are what the user had before it (at test: + the validation
+    window), as in `recommend_split`. Training drops interactions by time, not by pair, so a
+    product bought again later keeps its earlier purchase."""
+    store = data[INTERACTED]
+    missing = int(store.ts.isnan().sum())
+    if missing:
+        raise ValueError(f"a time split needs a timestamp on every interaction; {missing} lack one")
+    order = _time_order(data)
+    (users, items), ts = store.edge_index[:, order], store.ts[order]
+    if valid_from is None or test_from is None:
+        cuts = torch.quantile(ts.double(), torch.tensor([1 - 2 * frac, 1 - frac]).double())
+        valid_from = cuts[0].item() if valid_from is None else valid_from
+        test_from = cuts[1].item() if test_from is None else test_from
+    if valid_from > test_from:
+        raise ValueError(f"validation cut {valid_from} is after the test cut {test_from}")
+    train = ts < valid_from
+    window = {"valid": ~train & (ts < test_from), "test": ts >= test_from}
+    seen = {"valid": train, "test": ts < test_from}
+    histories = {s: _group(users[m], items[m], keep_order=True) for s, m in seen.items()}
+    targets = {
+        stage: {
+            u: t.unique() for u, t in _group(users[w], items[w]).items() if u in histories[stage]
+        }
+        for stage, w in window.items()
+    }
+    graph = copy.copy(data)
+    for edge_type in (INTERACTED, rev(INTERACTED)):
+        if edge_type in graph.edge_types:
+            _keep_edges(graph, edge_type, graph[edge_type].ts < valid_from)
+    return RecSplit(
+        task="recommend",
+        relation="interacted",
+        train_graph=graph,
+        train_edges=torch.stack([users[train], items[train]]),
+        targets_by_stage=targets,
+        exclusions_by_stage={
+            stage: _exclusions(users[seen[stage]], items[seen[stage]], targets[stage])
+            for stage in ("valid", "test")
+        },
+        histories=histories,
+    )
+
+
 def _by_user_and_time(data: HeteroData) -> Tensor:
-    """Interaction (user, product) pairs ordered by (user, ts); the stable sorts break ts ties
-    by edge order, deterministically."""
+    """Interaction (user, product) pairs ordered by (user, ts)."""
+    return data[INTERACTED].edge_index[:, _time_order(data)]
+
+
+def _time_order(data: HeteroData) -> Tensor:
+    """The order of the interactions by (user, ts); the stable sorts break ts ties by edge
+    order, deterministically."""
     store = data[INTERACTED]
     order = torch.argsort(store.ts, stable=True)
-    order = order[torch.argsort(store.edge_index[0, order], stable=True)]
-    return store.edge_index[:, order]
+    return order[torch.argsort(store.edge_index[0, order], stable=True)]
 
 
 def related_split(

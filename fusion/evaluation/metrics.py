@@ -87,6 +87,18 @@ def ranking_metrics(
     return out
 
 
+def top_k(
+    scores: Tensor, exclusions: Sequence[Tensor], k: int, candidates: Tensor | None = None
+) -> Tensor:
+    """[B, k] indices of each row's k best items (best first) among the rankable ones: the
+    lists a user would see, after the same masking as the metrics."""
+    masked = _row_mask(exclusions, *scores.shape)
+    if candidates is not None:
+        masked |= ~candidates
+    scores = scores.float().nan_to_num(nan=float("-inf")).masked_fill(masked, float("-inf"))
+    return torch.topk(scores, min(k, scores.shape[1]), dim=1).indices
+
+
 def _tied_from_here(row: Tensor, score: Tensor) -> Tensor:
     """For each target (ordered by row, then index): how many targets of its row have the
     same score and an index at least its own (itself included)."""

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from fusion.model.checkpoint import read_meta
 from fusion.serving.query_model import load_query_model
+from fusion.serving.rerank import ProductSimilarity, labels, mmr, pool_size
 from kg.paths import Neo4jView, Path, category_name, kg_view, text_paths
 from kg.schema import CATEGORY_PATH_SEP, Product
 from kg.stores import Store, open_store
@@ -149,6 +150,7 @@ class Recommender:
         self.filters = FilterIndex(self.product_ids, self.products)
         self.view = kg_view(store)
         self._neighbours: tuple[Tensor, Tensor] | None = None  # see `precompute_neighbours`
+        self._similarity: ProductSimilarity | None = None  # built on the first diversified query
 
     @classmethod
     def load(cls, checkpoint_dir: str | FsPath, store: Store | str | None = None) -> Recommender:
@@ -182,15 +184,22 @@ class Recommender:
         self._neighbours = torch.cat(scores), torch.cat(idx)
 
     def related(
-        self, product_id: str, k: int = 10, filters: Filters | None = None, explain: bool = True
+        self,
+        product_id: str,
+        k: int = 10,
+        filters: Filters | None = None,
+        explain: bool = True,
+        diversity: float = 0.0,
     ) -> list[Result]:
         """Products most similar to `product_id`; a product added to the graph after training is
-        placed by its text."""
-        own = self._product_idx.get(product_id)
-        hits = None if own is None else self._precomputed(own, k, filters)
+        placed by its text. `diversity` λ in [0, 1] trades similarity for variety of
+        categories, brands and vectors among the answers (`fusion.serving.rerank`; 0: none)."""
+        own, pool = self._product_idx.get(product_id), pool_size(k, diversity)
+        hits = None if own is None else self._precomputed(own, pool, filters)
         if hits is None:
             query = self._product_vector(product_id)
-            hits = self._nearest(query, k, filters, [] if own is None else [own])
+            hits = self._nearest(query, pool, filters, [] if own is None else [own])
+        hits = self._diversified(hits, k, diversity)
         paths = {}
         if explain:
             results = [pid for pid, _ in hits]
@@ -198,23 +207,31 @@ class Recommender:
         return self._results(hits, paths)
 
     def recommend(
-        self, user_id: str, k: int = 10, filters: Filters | None = None, explain: bool = True
+        self,
+        user_id: str,
+        k: int = 10,
+        filters: Filters | None = None,
+        explain: bool = True,
+        diversity: float = 0.0,
     ) -> list[Result]:
-        """Products for `user_id`, excluding those the user already has in the graph."""
+        """Products for `user_id`, excluding those the user already has in the graph;
+        `diversity` as for `related`."""
+        pool = pool_size(k, diversity)
         items = self.view.user_items(user_id)
         known = [self._product_idx[p] for p in items or [] if p in self._product_idx]
         user = self._user_idx.get(user_id)
         if user is not None:
             with torch.no_grad():
                 scores = self.model.user_scores(torch.tensor([user]))[0]
-            hits = self._top(self._masked(scores, k, filters, known), k)
+            hits = self._top(self._masked(scores, pool, filters, known), pool)
         elif known:  # a user new to the model: their items' centroid
             centroid = F.normalize(self.vectors[known].mean(0), dim=0)
-            hits = self._nearest(centroid, k, filters, known)
+            hits = self._nearest(centroid, pool, filters, known)
         elif items is None:
             raise UnknownIdError("user", user_id)
         else:
             raise UnknownIdError("user", user_id, "none of the user's products is in the model")
+        hits = self._diversified(hits, k, diversity)
         paths = {}
         if explain and items:
             results = [pid for pid, _ in hits]
@@ -334,6 +351,25 @@ class Recommender:
             for v, i in zip(values.tolist(), idx.tolist(), strict=True)
             if v != -math.inf
         ]
+
+    def _diversified(
+        self, hits: list[tuple[str, float]], k: int, diversity: float
+    ) -> list[tuple[str, float]]:
+        """The k of `hits` (relevance-ranked) MMR picks; the first k when `diversity` is 0."""
+        if diversity == 0 or len(hits) <= 1:
+            return hits[:k]
+        if self._similarity is None:
+            self._similarity = ProductSimilarity(
+                self.vectors,
+                labels([frozenset(p.categories) or None if p else None for p in self._rows()]),
+                labels([p.brand.casefold() if p and p.brand else None for p in self._rows()]),
+            )
+        idx = torch.tensor([self._product_idx[pid] for pid, _ in hits])
+        relevance = torch.tensor([score for _, score in hits])
+        return [hits[i] for i in mmr(relevance, self._similarity(idx), k, diversity)]
+
+    def _rows(self) -> list[Product | None]:
+        return [self.products.get(pid) for pid in self.product_ids]
 
     def _results(self, hits: list[tuple[str, float]], paths: dict[str, list[Path]]) -> list[Result]:
         return [

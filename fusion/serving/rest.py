@@ -62,6 +62,10 @@ LIVENESS_PATH = "/health/live"
 
 K = Annotated[int, Query(ge=1, le=100, description="Number of answers.")]
 Explain = Annotated[bool, Query(description="Attach knowledge-graph paths to each answer.")]
+Diversity = Annotated[
+    float,
+    Query(ge=0, le=1, description="Trade relevance for varied categories/brands (0: none)."),
+]
 
 
 class Answer(BaseModel):
@@ -227,14 +231,18 @@ def create_app(
         responses={404: {"description": "Unknown product"}, 503: {"description": "Busy"}},
     )
     async def related(
-        product_id: str, f: FilterParams, k: K = 10, explain: Explain = True
+        product_id: str,
+        f: FilterParams,
+        k: K = 10,
+        explain: Explain = True,
+        diversity: Diversity = 0.0,
     ) -> Response:
         """Products related to `product_id` (which may contain `/`)."""
         async with service.using() as rec:
             known = rec.knows(product_id)
             inline = known and (rec.store_in_memory or not explain)
             async with nullcontext() if known else encoder_slot():
-                return await _answer(inline, rec.related, product_id, k, f, explain)
+                return await _answer(inline, rec.related, product_id, k, f, explain, diversity)
 
     @app.get(
         "/recommend/{user_id:path}",
@@ -242,11 +250,16 @@ def create_app(
         responses={404: {"description": "Unknown user"}},
     )
     async def recommend(
-        user_id: str, f: FilterParams, k: K = 10, explain: Explain = True
+        user_id: str,
+        f: FilterParams,
+        k: K = 10,
+        explain: Explain = True,
+        diversity: Diversity = 0.0,
     ) -> Response:
         """Products for `user_id` (which may contain `/`), leaving out those the user has."""
         async with service.using() as rec:
-            return await _answer(rec.store_in_memory, rec.recommend, user_id, k, f, explain)
+            recommend = rec.recommend
+            return await _answer(rec.store_in_memory, recommend, user_id, k, f, explain, diversity)
 
     @app.get("/search", response_model=Answer, responses={503: {"description": "Busy"}})
     async def search(

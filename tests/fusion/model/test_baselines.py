@@ -81,9 +81,10 @@ def test_harness_is_batch_invariant_and_reports(beauty: HeteroData, tmp_path: Pa
     for name, metrics in report["results"].items():
         assert metrics == pytest.approx(small["results"][name])
     assert report["num_queries"] == len(split.valid)
+    beyond = ("coverage", "gini", "pop_percentile", "long_tail", "ild_category", "ild_brand")
     assert set(report["results"]["text"]) == {
         f"{m}@{k}" for m in ("recall", "hr", "ndcg") for k in (10, 20)
-    } | {"mrr"}
+    } | {"mrr", "novelty@10"} | {f"{m}@10" for m in beyond}
     # One target per user: hit rate and recall coincide.
     assert report["results"]["popularity"]["hr@10"] == report["results"]["popularity"]["recall@10"]
 

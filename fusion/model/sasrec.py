@@ -1,0 +1,160 @@
+"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over a user's item sequence, as a
+sequential baseline in the harness (recommend splits only).
+
+Published Beauty configuration: 2 blocks, 1 head, hidden size 50, maximum length 50, dropout 0.5,
+learned positional embeddings, Adam at lr 1e-3, batch 128, and the paper's loss — binary
+cross-entropy on every position's next item against one uniformly sampled negative. Item
+embeddings are shared between input and output (scores are dot products with them)."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fusion.data.histories import history_matrix
+from fusion.data.splits import RecSplit, Split, Stage
+from fusion.evaluation.harness import evaluate_scorer
+
+
+class SASRecNet(nn.Module):
+    """The network: item + position embeddings, pre-norm transformer blocks with a causal mask,
+    a final layer norm. Item index 0 is padding (products are shifted by one)."""
+
+    def __init__(
+        self, num_products: int, dim: int, max_len: int, blocks: int, heads: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.items = nn.Embedding(num_products + 1, dim, padding_idx=0)
+        self.positions = nn.Embedding(max_len, dim)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=dim, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.heads = heads
+        # Glorot-initialised embeddings (as the reference implementations): N(0, 1) rows times
+        # sqrt(dim) give saturated logits, and the model then barely learns in early epochs.
+        for table in (self.items, self.positions):
+            nn.init.xavier_normal_(table.weight)
+
+    def forward(self, seq: Tensor) -> Tensor:
+        """Hidden states [B, L, d] of right-aligned sequences `seq` [B, L] (0 = padding)."""
+        pad = seq == 0
+        x = self.items(seq) * self.items.embedding_dim**0.5 + self.positions.weight
+        x = self.dropout(x) * ~pad.unsqueeze(-1)
+        length = seq.size(1)
+        future = torch.ones(length, length, dtype=torch.bool).triu(1)
+        # Padding keys are masked too; each position may always see itself, so no row of the
+        # mask is all True (that would give NaN for the leading padding positions).
+        blocked = (future | pad.unsqueeze(1)) & ~torch.eye(length, dtype=torch.bool)
+        mask = blocked.repeat_interleave(self.heads, dim=0)
+        return self.norm(self.encoder(x, mask=mask))
+
+    def scores(self, hidden: Tensor) -> Tensor:
+        """[B, num_products] dot products of `hidden` [B, d] with every product embedding."""
+        return hidden @ self.items.weight[1:].T
+
+
+class SASRecScorer:
+    """SASRec fitted on a recommend split's training sequences, early-stopped on a validation
+    metric (like `LightGCNScorer`); a user's query is their history at the stage (training
+    items, plus the validation item at test time)."""
+
+    def __init__(
+        self,
+        dim: int = 50,
+        max_len: int = 50,
+        blocks: int = 2,
+        heads: int = 1,
+        dropout: float = 0.5,
+        epochs: int = 200,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        patience: int = 5,
+        metric: str = "recall@20",
+        valid_queries: int = 4000,
+        max_minutes: float = 20.0,
+        seed: int = 0,
+    ) -> None:
+        self.dim, self.max_len, self.blocks, self.heads = dim, max_len, blocks, heads
+        self.dropout, self.epochs, self.batch_size, self.lr = dropout, epochs, batch_size, lr
+        self.patience, self.metric, self.seed = patience, metric, seed
+        self.valid_queries, self.max_minutes = valid_queries, max_minutes
+
+    def fit(self, split: Split) -> SASRecScorer:
+        """Train on every user's training sequence (predict each next item from the ones before
+        it); keep the best validation epoch, stop after `patience` epochs without improvement
+        or once an epoch ends past `max_minutes`."""
+        if not isinstance(split, RecSplit):
+            raise ValueError(f"SASRec needs a recommend split, not a {split.task!r} one")
+        self.split, self._inputs = split, {}
+        num_products = split.num_products
+        sequences = self._padded(split.history("valid"), self.max_len + 1)
+        sequences = sequences[(sequences > 0).sum(1) >= 2]  # a next item to predict
+        with torch.random.fork_rng():  # seeded init and dropout, global RNG untouched
+            torch.manual_seed(self.seed)
+            self.net = SASRecNet(
+                num_products, self.dim, self.max_len, self.blocks, self.heads, self.dropout
+            )
+            self._train(sequences, num_products)
+        return self
+
+    def _train(self, sequences: Tensor, num_products: int) -> None:
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.9, 0.98))
+        gen = torch.Generator().manual_seed(self.seed)
+        valid = self.split.sample_queries("valid", self.valid_queries, self.seed)
+        best, stale, best_state = float("-inf"), 0, None
+        self.history: list[float] = []
+        deadline = time.monotonic() + 60 * self.max_minutes
+        for _ in range(self.epochs):
+            self.net.train()
+            for batch in torch.randperm(sequences.size(0), generator=gen).split(self.batch_size):
+                seq = sequences[batch]
+                inputs, positives = seq[:, :-1], seq[:, 1:]
+                negatives = torch.randint(1, num_products + 1, positives.shape, generator=gen)
+                hidden = self.net(inputs)
+                items = self.net.items
+                pos = (hidden * items(positives)).sum(-1)
+                neg = (hidden * items(negatives)).sum(-1)
+                real = positives > 0
+                loss = F.binary_cross_entropy_with_logits(
+                    pos[real], torch.ones_like(pos[real])
+                ) + F.binary_cross_entropy_with_logits(neg[real], torch.zeros_like(neg[real]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            if not valid.numel():
+                continue
+            score = evaluate_scorer(self, self.split, "valid", queries=valid)[self.metric]
+            self.history.append(score)
+            if score > best:
+                best, stale, best_state = score, 0, copy.deepcopy(self.net.state_dict())
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+            if time.monotonic() > deadline:
+                break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        self.net.eval()
+
+    def _padded(self, history: dict[int, Tensor], length: int) -> Tensor:
+        """[num_users, length] right-aligned item sequences, shifted so 0 is padding."""
+        users = self.split.train_graph["user"].num_nodes
+        return history_matrix(history, users, length) + 1
+
+    @torch.no_grad()
+    def full_sort_predict(self, query_idx: Tensor, stage: Stage = "test") -> Tensor:
+        if stage not in self._inputs:
+            self._inputs[stage] = self._padded(self.split.history(stage), self.max_len)
+        was_training = self.net.training
+        self.net.eval()
+        hidden = self.net(self._inputs[stage][query_idx])[:, -1]
+        self.net.train(was_training)
+        return self.net.scores(hidden)

@@ -1,0 +1,116 @@
+"""Diversity re-ranking (MMR): λ = 0 changes nothing; λ > 0 varies the categories of answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import fusion.serving.recommender as recommender_module
+from fusion.cli import app
+from fusion.serving.recommender import Recommender
+from fusion.serving.rerank import labels, mmr, pool_size
+from fusion.serving.rest import create_app
+from kg.stores import EmbeddedStore
+from tests.fusion.serving.test_recommender import TinyModel, write_slice
+
+
+def test_mmr_by_hand() -> None:
+    relevance = torch.tensor([1.0, 0.9, 0.8])
+    similarity = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert mmr(relevance, similarity, 3, 0.0) == [0, 1, 2]
+    # Scaled relevance 1, 0.5, 0. Pick 0; then 1 scores 0.5·0.5 − 0.5·1 < 2's 0 − 0.
+    assert mmr(relevance, similarity, 3, 0.5) == [0, 2, 1]
+    assert mmr(relevance, similarity, 2, 1.0) == [0, 2]
+    with pytest.raises(ValueError, match="diversity"):
+        mmr(relevance, similarity, 2, 1.5)
+    assert pool_size(10, 0.0) == 10 and pool_size(10, 0.3) == 30
+    assert labels(["a", None, "b", "a"]).tolist() == [0, -1, 1, 0]
+
+
+class CategoryModel(TinyModel):
+    """Vectors clustered by category set: related items at λ = 0 share categories."""
+
+    def __init__(self, catalogue) -> None:
+        super().__init__(catalogue)
+        keys = [frozenset(catalogue.products[pid].categories) for pid in self.product_ids]
+        label = labels(keys)
+        g = torch.Generator().manual_seed(1)
+        centre = torch.randn(int(label.max()) + 1, self.vectors.shape[1], generator=g)
+        noise = torch.randn(self.vectors.shape, generator=g)
+        self.vectors = F.normalize(centre[label] + 0.6 * noise, dim=-1)
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory: pytest.TempPathFactory) -> Recommender:
+    store = EmbeddedStore(tmp_path_factory.mktemp("graph"))
+    return Recommender(CategoryModel(write_slice(store)), store, name="tiny")
+
+
+def _category_diversity(rec: Recommender, ids: list[str]) -> float:
+    keys = [frozenset(rec.products[pid].categories) for pid in ids]
+    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1 :]]
+    return sum(a != b for a, b in pairs) / len(pairs)
+
+
+def test_zero_diversity_is_the_plain_ranking(rec: Recommender) -> None:
+    for pid in rec.product_ids[:20]:
+        plain = rec.related(pid, 10, explain=False)
+        assert rec.related(pid, 10, explain=False, diversity=0.0) == plain
+        own = rec.product_ids.index(pid)
+        cosine = rec.vectors @ rec.vectors[own]
+        cosine[own] = -torch.inf
+        assert [r.product_id for r in plain] == [
+            rec.product_ids[i] for i in torch.topk(cosine, 10).indices.tolist()
+        ]
+    user = rec.model.user_ids[0]
+    assert rec.recommend(user, 10, explain=False, diversity=0.0) == rec.recommend(
+        user, 10, explain=False
+    )
+
+
+def test_diversity_varies_categories_at_some_cost_in_similarity(rec: Recommender) -> None:
+    sources = [pid for pid in rec.product_ids if rec.products[pid].in_catalogue][:60]
+    by_level: dict[float, tuple[float, float]] = {}
+    for level in (0.0, 0.3, 0.7):
+        answers = [rec.related(pid, 10, explain=False, diversity=level) for pid in sources]
+        diversity = sum(_category_diversity(rec, [r.product_id for r in a]) for a in answers)
+        similarity = sum(r.score for a in answers for r in a)
+        by_level[level] = (diversity / len(answers), similarity)
+        assert all(len(a) == 10 and len({r.product_id for r in a}) == 10 for a in answers)
+    (d0, s0), (d3, s3), (d7, s7) = by_level[0.0], by_level[0.3], by_level[0.7]
+    assert d0 < d3 < d7 and d3 > 1.2 * d0
+    assert s0 > s3 > s7  # answers carry their relevance, which falls as variety rises
+    users = rec.model.user_ids[:20]
+    plain = [rec.recommend(u, 10, explain=False) for u in users]
+    varied = [rec.recommend(u, 10, explain=False, diversity=0.7) for u in users]
+    assert sum(_category_diversity(rec, [r.product_id for r in a]) for a in varied) >= sum(
+        _category_diversity(rec, [r.product_id for r in a]) for a in plain
+    )
+
+
+def test_rest_and_cli_take_the_knob(rec: Recommender, monkeypatch, tmp_path) -> None:
+    client = TestClient(create_app(rec))
+    pid = rec.product_ids[3]
+    body = client.get(f"/related/{pid}", params={"k": 5, "diversity": 0.5}).json()
+    expected = rec.related(pid, 5, diversity=0.5)
+    assert [r["product_id"] for r in body["results"]] == [r.product_id for r in expected]
+    assert client.get(f"/related/{pid}", params={"diversity": 1.5}).status_code == 422
+    user = rec.model.user_ids[1]
+    response = client.get(f"/recommend/{user}", params={"k": 4, "diversity": 0.5})
+    assert [r["product_id"] for r in response.json()["results"]] == [
+        r.product_id for r in rec.recommend(user, 4, diversity=0.5)
+    ]
+
+    write_slice(EmbeddedStore(tmp_path / "graph"))
+    monkeypatch.setattr(recommender_module, "read_meta", lambda _dir: {})
+    monkeypatch.setattr(recommender_module, "load_query_model", lambda _d, _s: rec.model)
+    common = ["--checkpoint", str(tmp_path / "ckpt"), "--store", f"embedded:{tmp_path}/graph"]
+    result = CliRunner().invoke(
+        app, ["related", pid, "-k", "5", "--diversity", "0.5", "--json", *common]
+    )
+    assert result.exit_code == 0, result.output
+    assert f'"product_id": "{expected[0].product_id}"' in result.output
+    assert CliRunner().invoke(app, ["related", pid, "--diversity", "2", *common]).exit_code == 2
