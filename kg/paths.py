@@ -184,7 +184,10 @@ def _path(row: PathRow, user_id: str | None, products: Mapping[str, Product] | N
     if row.via is None:
         nodes, rels = [anchor, result], [_hop(row.rel, row.forward)]
     else:
-        nodes, rels = [anchor, row.via, result], [_hop(row.rel, True), _hop(row.rel, False)]
+        via = row.via
+        if via.label == Label.PRODUCT:
+            via = _product_node(via.id, products)
+        nodes, rels = [anchor, via, result], [_hop(row.rel, True), _hop(row.rel, False)]
     return _from_user(
         Path(nodes=nodes, rels=rels, size=1 if row.via is None else row.degree), user_id
     )
@@ -279,6 +282,15 @@ def category_name(category_id: str) -> str:
 
 
 _PRODUCT_RELS = "|".join(PRODUCT_RELATIONS)
+# A product both are linked to by the same relation ("both bought with X"); its size is how many
+# distinct products that relation links it to.
+_SHARED_NEIGHBOUR = """
+  UNION ALL
+    MATCH (a)-[:{rel}]-(x:{label})-[:{rel}]-(r)
+    WHERE x <> a AND x <> r
+    WITH DISTINCT x
+    RETURN '{rel}' AS rel, true AS forward, x {{.id, name: null, label: '{label}'}} AS via,
+           COUNT {{ MATCH (x)-[:{rel}]-(y:{label}) RETURN DISTINCT y }} AS degree"""
 # One query per answer list: every (anchor, result) pair, the three kinds of link between them.
 # Anchors are matched first so shared-category links expand from the anchor into the bound
 # result instead of scanning a category's (possibly thousands of) members.
@@ -301,6 +313,7 @@ CALL (a, r) {{
     RETURN '{Rel.IN_CATEGORY}' AS rel, true AS forward,
            c {{.id, name: coalesce(c.name, c.id), label: '{Label.CATEGORY}'}} AS via,
            COUNT {{ (c)<-[:{Rel.IN_CATEGORY}]-() }} AS degree
+{"".join(_SHARED_NEIGHBOUR.format(rel=rel, label=Label.PRODUCT) for rel in PRODUCT_RELATIONS)}
 }}
 RETURN rid, min(aid) AS anchor, rel, forward, via, degree
 """  # type: ignore[assignment]
@@ -353,17 +366,24 @@ class SnapshotView(KGView):
                 self._links[src, dst].add((rel, True))
                 self._links[dst, src].add((rel, False))
         names = {Label.BRAND: {b: b for b in snap.brands}, Label.CATEGORY: dict(snap.categories)}
-        # product -> (label, id) of a brand/category it has -> (that node, its degree); keyed by
-        # tuples, which hash much faster than the pydantic nodes
+        # product -> (relation, id) of a node it shares -> (that node, its size): its brand, its
+        # categories, the products it is linked to (a neighbour both are linked to by the same
+        # relation); keyed by tuples, which hash much faster than the pydantic nodes
         self._shared: dict[str, dict[tuple[str, str], tuple[Node, int]]] = defaultdict(dict)
-        for rel, label in ((Rel.MADE_BY, Label.BRAND), (Rel.IN_CATEGORY, Label.CATEGORY)):
-            members: dict[str, list[str]] = defaultdict(list)
+        members: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for rel in (Rel.MADE_BY, Rel.IN_CATEGORY):
             for src, dst in snap.edges.get(rel, []):
-                members[dst].append(src)
-            for node_id, products in members.items():
-                via = Node(label=label, id=node_id, name=names[label].get(node_id))
-                for pid in products:
-                    self._shared[pid][label, node_id] = via, len(products)
+                members[rel, dst].add(src)
+        for rel in PRODUCT_RELATIONS:
+            for src, dst in snap.edges.get(rel, []):
+                members[rel, dst].add(src)
+                members[rel, src].add(dst)
+        for (rel, node_id), products in members.items():
+            label = _VIA_LABEL.get(rel, Label.PRODUCT)
+            name = names[label].get(node_id) if label in names else None
+            via = Node(label=label, id=node_id, name=name)
+            for pid in products:
+                self._shared[pid][rel, node_id] = via, len(products)
         self._users = set(snap.users)
         self._product_count = len(snap.products)
         self._items: dict[str, list[tuple[float, str]]] = defaultdict(list)
@@ -391,15 +411,14 @@ class SnapshotView(KGView):
                 ]
                 theirs = self._shared[anchor]
                 rows += [
-                    PathRow(result, anchor, _via_rel(via), True, via, degree)
+                    PathRow(result, anchor, key[0], True, via, degree)
                     for key, (via, degree) in shared.items()
-                    if key in theirs
+                    if key in theirs and via.id not in (anchor, result)
                 ]
         return rows
 
 
-def _via_rel(via: Node) -> str:
-    return Rel.MADE_BY if via.label == Label.BRAND else Rel.IN_CATEGORY
+_VIA_LABEL = {Rel.MADE_BY: Label.BRAND, Rel.IN_CATEGORY: Label.CATEGORY}
 
 
 def kg_view(store: Store) -> KGView:
@@ -409,11 +428,13 @@ def kg_view(store: Store) -> KGView:
 
 def explain_cypher(a: str, b: str) -> str:
     """A Cypher query, with the two ids filled in, that returns the graph paths between products
-    `a` and `b` (direct links, shared brand, shared category) — to paste into Neo4j Browser."""
+    `a` and `b` (direct links, a product both are linked to, shared brand, shared category) — to
+    paste into Neo4j Browser."""
     qa, qb = _cypher_string(a), _cypher_string(b)
     ends = f"(a:{Label.PRODUCT} {{id: {qa}}}), (b:{Label.PRODUCT} {{id: {qb}}})"
     shapes = [
         f"(a)-[:{_PRODUCT_RELS}]-(b)",
+        f"(a)-[r1:{_PRODUCT_RELS}]-(:{Label.PRODUCT})-[r2]-(b) WHERE type(r2) = type(r1)",
         f"(a)-[:{Rel.MADE_BY}]->(:{Label.BRAND})<-[:{Rel.MADE_BY}]-(b)",
         f"(a)-[:{Rel.IN_CATEGORY}]->(:{Label.CATEGORY})<-[:{Rel.IN_CATEGORY}]-(b)",
     ]

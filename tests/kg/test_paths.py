@@ -112,9 +112,11 @@ def test_neo4j_gives_the_same_explanations_as_the_embedded_store(neo4j_view, emb
 
 
 def _specificity_catalogue() -> Catalogue:
-    """P1–P6: brand "tiny" on P1, P2; category "big" on P1–P5 (more than half of all products);
-    category "mid" on P1, P3, P4; P5 —BOUGHT_TOGETHER→ P6; P6 has no brand or category."""
+    """P1–P7: brand "tiny" on P1, P2; category "big" on P1–P5 (more than half of all products);
+    category "mid" on P1, P3, P4; P5 —BOUGHT_TOGETHER→ P6; P1 and P3 —ALSO_BOUGHT→ P7; P6 and P7
+    have no brand or category."""
     titles = ["Purple yoga mat", "Cork block", "Foam roller", "Strap", "Ball", "Yoga strap, purple"]
+    titles.append("Bag")
     products = {}
     for i, title in enumerate(titles, 1):
         cats = (["big"] if i <= 5 else []) + (["mid"] if i in (1, 3, 4) else [])
@@ -124,7 +126,11 @@ def _specificity_catalogue() -> Catalogue:
     return Catalogue(
         products=products,
         categories={c: Category(c, c) for c in ("big", "mid")},
-        edges=[Edge(Rel.BOUGHT_TOGETHER, "P5", "P6")],
+        edges=[
+            Edge(Rel.BOUGHT_TOGETHER, "P5", "P6"),
+            Edge(Rel.ALSO_BOUGHT, "P1", "P7"),
+            Edge(Rel.ALSO_BOUGHT, "P3", "P7"),
+        ],
     )
 
 
@@ -149,8 +155,11 @@ def test_the_most_specific_path_comes_first_and_a_node_most_products_share_expla
     brand = view.explain(["P1"], ["P2"])["P2"]
     assert [str(p) for p in brand] == ['P1 —MADE_BY→ Brand "tiny" ←MADE_BY— P2']  # not "big"
     assert brand[0].size == 2
-    mid = view.explain(["P1"], ["P3"])["P3"]
-    assert [p.nodes[1].id for p in mid] == ["mid"] and mid[0].size == 3
+    both = view.explain(["P1"], ["P3"])["P3"]  # a product both were bought with, then "mid"
+    assert [(p.nodes[1].id, p.size) for p in both] == [("P7", 2), ("mid", 3)]
+    assert str(both[0]) == "P1 —ALSO_BOUGHT→ P7 ←ALSO_BOUGHT— P3"
+    mid = view.explain(["P1"], ["P4"])["P4"]
+    assert [(p.nodes[1].id, p.size) for p in mid] == [("mid", 3)]
     direct = view.explain(["P5"], ["P6"])["P6"]
     assert direct[0].size == 1 and direct[0].rels[0].type == Rel.BOUGHT_TOGETHER
 
@@ -171,6 +180,8 @@ def test_titles_replace_ids_and_text_reasons_fill_what_the_graph_cannot_explain(
         {"source": "P2", "target": "tiny", "type": "MADE_BY"},
     ]
     assert view.explain(["P4"], ["P2"], products=products)["P2"] == []  # nothing shared at all
+    via = view.explain(["P1"], ["P3"], products=products)["P3"][0].nodes[1]
+    assert str(via) == '"Bag"'  # a product in the middle is named by its title too
 
 
 def test_the_printed_cypher_finds_the_same_graph_paths(neo4j_clean):
@@ -185,6 +196,7 @@ def test_the_printed_cypher_finds_the_same_graph_paths(neo4j_clean):
             return {n["id"] for path in rows for n in path.nodes} - {a, b}
 
         assert shared("P1", "P2") == {"tiny", "big"}  # every path; ranking happens in kgrec
+        assert shared("P1", "P3") == {"P7", "big", "mid"}
         assert shared("P1", "it's") == {"tiny"}
         assert shared("P5", "P6") == set()  # a direct link has no node in between
         assert len(session.run(explain_cypher("P5", "P6")).value("p")) == 1
