@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kgrec.errors import InvalidArgumentError
+
 TASKS = ("recommend", "related")
 WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
 
@@ -23,7 +25,7 @@ class FusedConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise InvalidArgumentError(f"task must be one of {TASKS}, got {self.task!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kgrec.errors import KgrecError
 from text_encoder.encoder import TextEncoder
 from text_encoder.template import ensure_text
 
@@ -33,7 +34,7 @@ FORMAT_VERSION = 1
 KEY_BYTES = 16
 
 
-class CacheInvalidError(ValueError):
+class CacheInvalidError(KgrecError, ValueError):
     """A cache file is corrupt or belongs to another model/format."""
 
 

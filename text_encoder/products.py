@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from kgrec import settings as env
 from text_encoder.cache import CacheStats, encode_with_cache
 from text_encoder.encoder import TextEncoder
 from text_encoder.template import (
@@ -24,8 +25,7 @@ DEFAULT_VECTORS_PATH = Path("artifacts/text/product_vectors.pt")
 
 def default_cache_dir() -> Path:
     """`$KGREC_CACHE/text_vectors` (default ~/.cache/kgrec, the cache root kgrec uses)."""
-    root = os.environ.get("KGREC_CACHE") or Path.home() / ".cache" / "kgrec"
-    return Path(root).expanduser() / "text_vectors"
+    return env.cache_dir() / "text_vectors"
 
 
 @dataclass(frozen=True)

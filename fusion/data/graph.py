@@ -10,6 +10,7 @@ from fusion.data.replay import Trained, trained_keys
 from fusion.data.splits import Split, recommend_split, related_split
 from kg.export import to_heterodata
 from kg.stores import Store, open_store
+from kgrec.errors import InvalidArgumentError, MissingDataError
 from text_encoder import TextEncoder, default_cache_dir, encode_products
 
 
@@ -22,7 +23,7 @@ def graph_of(store: Store) -> HeteroData:
     """The store's graph as HeteroData; an empty store is an error worth a clear message."""
     data = to_heterodata(store)
     if data["product"].num_nodes == 0:
-        raise ValueError("the store holds no products: run `kgrec build` first")
+        raise MissingDataError("the store holds no products: run `kgrec build` first")
     return data
 
 
@@ -46,9 +47,9 @@ def make_split(data: HeteroData, task: str, relation: str, trained: Trained | No
         return recommend_split(data)
     if task == "related":
         if ("product", relation, "product") not in data.edge_types:
-            raise ValueError(f"unknown relation {relation!r}")
+            raise InvalidArgumentError(f"unknown relation {relation!r}")
         if data["product", relation, "product"].num_edges == 0:
-            raise ValueError(f"the graph has no {relation!r} edges to learn or evaluate")
+            raise MissingDataError(f"the graph has no {relation!r} edges to learn or evaluate")
         seen = None if trained is None else trained_keys(trained, data, "product")
         return related_split(data, relation, trained=seen)
-    raise ValueError(f"task must be 'related' or 'recommend', got {task!r}")
+    raise InvalidArgumentError(f"task must be 'related' or 'recommend', got {task!r}")

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from fusion.data.splits import Split, Stage
 from fusion.evaluation.metrics import ranking_metrics
+from kgrec.errors import MissingDataError
 
 
 class Scorer(Protocol):
@@ -41,7 +42,7 @@ def evaluate_scorer(
     `stage`; a fixed subset keeps per-epoch validation cheap)."""
     queries = split.queries(stage) if queries is None else queries
     if queries.numel() == 0:
-        raise ValueError(f"{split.task} split has no {stage} queries")
+        raise MissingDataError(f"{split.task} split has no {stage} queries")
     targets, exclusions = split.targets(stage), split.exclusions(stage)
     totals: dict[str, float] = {}
     for batch in queries.split(batch_size):

@@ -30,6 +30,7 @@ from fusion.data.replay import Trained
 from fusion.model.fused import FusedModel
 from gnn.encoders import EdgeType
 from kg.export import load_id_maps, save_id_maps
+from kgrec.errors import KgrecError
 
 WEIGHTS, CONFIG, ID_MAPS, META = "weights.pt", "config.json", "id_maps.json", "meta.json"
 TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
@@ -42,11 +43,11 @@ ID_TABLES = {
 }
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(KgrecError, ValueError):
     """The checkpoint was trained on another graph or with another text model."""
 
 
-class CheckpointUnreadableError(ValueError):
+class CheckpointUnreadableError(KgrecError, ValueError):
     """A checkpoint file is damaged: truncated, overwritten, or not one kgrec wrote."""
 
 

@@ -31,6 +31,7 @@ from fusion.evaluation.harness import evaluate_scorer
 from fusion.model.fused import FusedModel
 from fusion.training.device import autocast, resolve_device
 from fusion.training.tasks import RecommendTask, RelatedTask
+from kgrec.errors import MissingDataError
 
 
 @dataclass
@@ -96,7 +97,9 @@ def _fit(
     kind = RecommendTask if isinstance(split, RecSplit) else RelatedTask
     task = kind(model, split, trained, config)
     if task.window == 0:
-        raise ValueError("nothing new to train on: every training target is in the checkpoint")
+        raise MissingDataError(
+            "nothing new to train on: every training target is in the checkpoint"
+        )
     if log and task.window is not None:
         log(f"warm start: {task.window} new targets + {len(task) - task.window} replayed")
     valid = split.sample_queries("valid", config.valid_queries, config.seed)

@@ -16,6 +16,7 @@ from kg.readers.generic import DEFAULT_PRODUCT_COLUMNS, read_table_catalogue
 from kg.readers.interactions import read_interactions
 from kg.readers.rees46 import read_rees46
 from kg.rejects import RejectLog
+from kgrec.errors import InvalidArgumentError
 
 _READERS: dict[str, Callable[[Path, RejectLog], ReadCatalogue]] = {
     "amazon2014": read_amazon2014,
@@ -77,7 +78,7 @@ def read_catalogue(
     elif fmt == "unknown":
         return ReadCatalogue()  # unreadable: already logged by detection
     else:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        raise InvalidArgumentError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if interactions is not None:
         if interaction_columns:
             extra = read_table_catalogue(interactions, interactions=interaction_columns, log=log)

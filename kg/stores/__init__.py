@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from kg.stores.base import Progress, Snapshot, Store, StoreError
 from kg.stores.embedded import EmbeddedStore
 from kg.stores.neo4j_store import Neo4jStore
+from kgrec import settings as env
 
 __all__ = [
     "EmbeddedStore",
@@ -43,9 +42,9 @@ def open_store(uri: str | None = None) -> Store:
         if uri is None:
             settings = server.ensure_running()
             return Neo4jStore(settings.uri, settings.user, settings.password)
-        password = os.environ.get("NEO4J_PASSWORD")
+        password = env.neo4j_password()
         if password is not None:
-            return Neo4jStore(uri, os.environ.get("NEO4J_USER") or server.USER, password)
+            return Neo4jStore(uri, env.neo4j_user() or server.USER, password)
         settings = server.connection_settings()
         return Neo4jStore(uri, settings.user, settings.password)
     except server.ServerError as exc:

@@ -1,0 +1,9 @@
+"""What every kgrec package shares and nothing else: the version, the error family
+(`kgrec.errors`) and the environment settings (`kgrec.settings`). Imports no other package."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("kgrec")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
