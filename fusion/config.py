@@ -1,19 +1,30 @@
-"""Run configuration: the model, training and run options as dataclasses (the one place their
-defaults live)."""
+"""Run configuration: the model, training and run options as frozen dataclasses (the one place
+their defaults live), layered: these defaults < a `--config run.yaml` file < command-line flags."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-from kgrec.errors import InvalidArgumentError
+import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from kg.schema import PRODUCT_RELATIONS
+from kgrec.errors import ConfigError, InvalidArgumentError
 
 TASKS = ("recommend", "related")
+RELATIONS = tuple(str(rel).lower() for rel in PRODUCT_RELATIONS)  # what task=related learns
 WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
+# Unknown keys are errors; values are checked against the field types when a file is read.
+_STRICT_KEYS = ConfigDict(extra="forbid")
 
 
-@dataclass
+@dataclass(frozen=True)
 class FusedConfig:
+    __pydantic_config__ = _STRICT_KEYS
+
     task: str = "recommend"
     dim: int = 64
     dropout: float = 0.1
@@ -24,15 +35,16 @@ class FusedConfig:
     text_model: str = ""  # id of the text model that produced the text vectors
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise InvalidArgumentError(f"task must be one of {TASKS}, got {self.task!r}")
+        check_task(self.task)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    __pydantic_config__ = _STRICT_KEYS
+
     epochs: int = 30  # the exact count when the split has no validation stage (cold start)
     batch_size: int = 4096
     lr: float = 2e-3
@@ -49,14 +61,107 @@ class TrainConfig:
     replay_ratio: float = 8.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainOptions:
+    __pydantic_config__ = _STRICT_KEYS
+
     task: str = "related"  # related | recommend
     relation: str = "also_bought"  # the Product→Product relation for task=related
     text_model: str | None = None  # None = bundled all-MiniLM-L6-v2
     device: str = "auto"
+    # Product fields making the text that is encoded, in order (None: the text template's
+    # default); `kgrec encode --text-fields` with the same value fills the same cache entries.
+    text_fields: tuple[str, ...] | None = None
     # Checkpoint to continue from: trains on what is new since it plus a replay sample of the
-    # old (`train.replay_ratio`), resuming its optimizer; set `train.epochs` small (WARM_EPOCHS).
+    # old (`train.replay_ratio`), resuming its optimizer; `train.epochs` is WARM_EPOCHS unless set.
     warm_start: Path | None = None
     model: FusedConfig = field(default_factory=FusedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        if self.task == "related" and self.relation not in RELATIONS:
+            raise InvalidArgumentError(
+                f"unknown relation {self.relation!r}; the graph has {', '.join(RELATIONS)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON-ready values (what a checkpoint records)."""
+        record = asdict(self)
+        record["warm_start"] = None if self.warm_start is None else str(self.warm_start)
+        record["text_fields"] = None if self.text_fields is None else list(self.text_fields)
+        return record
+
+
+def check_task(task: str) -> None:
+    if task not in TASKS:
+        raise InvalidArgumentError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def load_options(
+    config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrainOptions:
+    """`TrainOptions` from three layers: the dataclass defaults < `config_file` (YAML, keys as
+    in `TrainOptions`, with `model:` and `train:` sections) < `overrides` (same nesting, e.g.
+    the command line's flags). A warm start whose epoch count no layer sets trains
+    `WARM_EPOCHS`. An unknown key or a wrongly typed value is a `ConfigError` naming both."""
+    from_file = read_config_file(config_file) if config_file is not None else {}
+    merged = _merge(from_file, overrides or {})
+    try:
+        options = TypeAdapter(TrainOptions).validate_python(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, from_file, config_file)) from None
+    if options.warm_start is not None and "epochs" not in merged.get("train", {}):
+        options = replace(options, train=replace(options.train, epochs=WARM_EPOCHS))
+    return options
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML run file holds (a missing file is an OSError naming it)."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            values = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of option names, got {type(values).__name__}"
+        )
+    return values
+
+
+def option_names() -> list[str]:
+    """Every key a run file may set, dotted (`model.dim`, `train.epochs`, …)."""
+    names = []
+    for f in fields(TrainOptions):
+        section = {"model": FusedConfig, "train": TrainConfig}.get(f.name)
+        names += [f"{f.name}.{g.name}" for g in fields(section)] if section else [f.name]
+    return names
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(exc: ValidationError, from_file: Mapping[str, Any], path: str | Path | None) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc)
+        node: Any = from_file
+        for part in loc:  # whose layer set the value: the file, or the command line
+            node = node.get(part) if isinstance(node, Mapping) else None
+        where = str(path) if node is not None and path is not None else "command line"
+        if error["type"] == "unexpected_keyword_argument":
+            problems.append(f"{where}: unknown key {key!r} (known: {', '.join(option_names())})")
+        else:
+            problems.append(f"{where}: {key}: {error['msg']}, got {error['input']!r}")
+    return "; ".join(problems)

@@ -1,5 +1,6 @@
-"""Environment settings: every KGREC_* and NEO4J_* variable kgrec reads is read here, at call
-time (so a changed environment is seen). README "Configuration" lists them."""
+"""Environment settings: the KGREC_* and NEO4J_* variables kgrec reads are read here, at call
+time (so a changed environment is seen); README "Configuration" lists them. One exception:
+KGREC_CHECKPOINT is the default of the CLI's --checkpoint option, read by the CLI parser."""
 
 from __future__ import annotations
 
@@ -53,11 +54,6 @@ def neo4j_user() -> str | None:
 def neo4j_password() -> str | None:
     """NEO4J_PASSWORD (None when unset; an empty value is a value)."""
     return os.environ.get("NEO4J_PASSWORD")
-
-
-def checkpoint_dir() -> Path:
-    """KGREC_CHECKPOINT: the model the query commands use (default artifacts/model)."""
-    return _path("KGREC_CHECKPOINT", Path("artifacts/model"))
 
 
 def debug() -> bool:

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from kgrec.progress import progress_bar
 from text_encoder.device import resolve_device
 from text_encoder.model import ModelSpec, load_model, pool, resolve_model
 from text_encoder.template import ensure_text
@@ -124,15 +124,15 @@ class TextEncoder(nn.Module):
         order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
         was_training = self.training
         self.eval()
-        bar = tqdm(total=len(texts), unit="item", desc="encoding", disable=not progress)
+        bar = progress_bar(progress)
         try:
-            with torch.inference_mode(), self._autocast():
+            with bar, torch.inference_mode(), self._autocast():
+                task = bar.add_task("encoding", total=len(texts))
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
                     out[rows] = self([texts[i] for i in rows]).cpu()
-                    bar.update(len(rows))
+                    bar.advance(task, len(rows))
         finally:
-            bar.close()
             self.train(was_training)
         return out
 

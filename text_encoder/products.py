@@ -1,4 +1,4 @@
-"""Catalogue-level encoding: product fields → vectors file that training loads."""
+"""Catalogue-level encoding: product fields → vectors, through the shared cache."""
 
 from __future__ import annotations
 
@@ -18,9 +18,6 @@ from text_encoder.template import (
     has_descriptive_text,
     render_product_text,
 )
-
-# Where `kgrec encode` writes and training reads product vectors (relative to the work dir).
-DEFAULT_VECTORS_PATH = Path("artifacts/text/product_vectors.pt")
 
 
 def default_cache_dir() -> Path:

@@ -3,9 +3,13 @@ libraries (torch, transformers) load only when a command that needs them runs.""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+import kgrec
 from fusion.cli import build_cmd, encode_cmd, neo4j_cmd, query_cmd, train_cmd, update_cmd
+from fusion.cli.common import setup
 
 app = typer.Typer(
     name="kgrec",
@@ -14,6 +18,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"kgrec {kgrec.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _start(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    setup()
+
+
 app.add_typer(neo4j_cmd.app, name="neo4j")
 app.command("build")(build_cmd.build)
 app.command("update")(update_cmd.update)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
+from click.core import ParameterSource
 from rich.console import Console
 
 from fusion.cli.build_cmd import summary_table
@@ -20,81 +21,129 @@ from fusion.cli.common import (
     user_errors,
 )
 from fusion.cli.query_cmd import show
+from fusion.config import RELATIONS, TASKS, WARM_EPOCHS, TrainOptions, load_options
 
-Task = Annotated[
-    Literal["related", "recommend"],
-    typer.Option(help="related: Product→Product links; recommend: User→Product."),
+TASK_HELP = "related: Product→Product links; recommend: User→Product."
+Task = Annotated[Literal[TASKS], typer.Option(help=TASK_HELP)]
+Relation = Annotated[
+    str, typer.Option(help=f"Product relation to learn for --task related: {', '.join(RELATIONS)}.")
 ]
-Relation = Annotated[str, typer.Option(help="Product relation to learn for --task related.")]
-Epochs = Annotated[int, typer.Option(min=1, help="Most epochs (early stopping may end sooner).")]
+Epochs = Annotated[
+    int,
+    typer.Option(
+        min=1, help=f"Most epochs (early stopping may end sooner); warm start: {WARM_EPOCHS}."
+    ),
+]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 TextModel = Annotated[
     str | None,
     typer.Option(help="Hugging Face model id or local path (default: bundled all-MiniLM-L6-v2)."),
 ]
+TextFields = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated product fields making the encoded text, in order (default: the "
+        "text template's); the same value as `kgrec encode --text-fields` reuses its vectors."
+    ),
+]
 MaxMinutes = Annotated[float, typer.Option(min=0.1, help="Training time cap in minutes.")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        exists=True,
+        dir_okay=False,
+        help="YAML run file with TrainOptions keys (model:, train: sections); flags override it.",
+    ),
+]
 DEFAULT_REPORT = Path("artifacts/evaluation.json")
+DEFAULTS = TrainOptions()
+# Each option flag → its key in `TrainOptions` (dotted: in the model/train sections).
+OPTION_KEYS = {
+    "task": "task",
+    "relation": "relation",
+    "text_model": "text_model",
+    "text_fields": "text_fields",
+    "device": "device",
+    "warm_start": "warm_start",
+    "dim": "model.dim",
+    "epochs": "train.epochs",
+    "seed": "train.seed",
+    "max_minutes": "train.max_minutes",
+    "replay_ratio": "train.replay_ratio",
+}
 
 
 def train(
-    task: Task = "related",
-    relation: Relation = "also_bought",
-    epochs: Annotated[
-        int | None,
-        typer.Option(min=1, help="Most epochs (early stopping may end sooner) [30; warm: 3]."),
-    ] = None,
-    device: Device = "auto",
-    text_model: TextModel = None,
-    dim: Annotated[int, typer.Option(min=8, help="Embedding size.")] = 64,
-    seed: Annotated[int, typer.Option(help="Random seed (splits use seed 0).")] = 0,
-    max_minutes: MaxMinutes = 20.0,
+    ctx: typer.Context,
+    config: ConfigFile = None,
+    task: Task = DEFAULTS.task,
+    relation: Relation = DEFAULTS.relation,
+    epochs: Epochs = DEFAULTS.train.epochs,
+    device: Device = DEFAULTS.device,
+    text_model: TextModel = DEFAULTS.text_model,
+    text_fields: TextFields = None,
+    dim: Annotated[int, typer.Option(min=8, help="Embedding size.")] = DEFAULTS.model.dim,
+    seed: Annotated[int, typer.Option(help="Random seed (splits use seed 0).")] = (
+        DEFAULTS.train.seed
+    ),
+    max_minutes: MaxMinutes = DEFAULTS.train.max_minutes,
     warm_start: Annotated[
         Path | None,
         typer.Option(
+            exists=True,
             help="Continue from this checkpoint (same text model and task; new nodes allowed), "
             "training on what is new since it plus a replay sample of the old, resuming its "
-            "optimizer."
+            "optimizer.",
         ),
-    ] = None,
+    ] = DEFAULTS.warm_start,
     replay_ratio: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Warm start: old targets replayed per new one, redrawn each epoch [default: 8].",
-        ),
+        float,
+        typer.Option(min=0.0, help="Warm start: old targets replayed per new one, each epoch."),
+    ] = DEFAULTS.train.replay_ratio,
+    metrics_csv: Annotated[
+        Path | None, typer.Option(help="Also write each epoch's metrics to this CSV file.")
     ] = None,
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:
     """Train the GNN and the text/graph fusion layer jointly; held-out edges never reach
-    training; the best validation epoch is checkpointed atomically to --out."""
-    from fusion.config import WARM_EPOCHS, FusedConfig, TrainConfig, TrainOptions
+    training; the best validation epoch is checkpointed atomically to --out. Settings: the
+    defaults < --config FILE < flags; the resolved ones are recorded in the checkpoint."""
     from fusion.pipeline import train as run_train
+    from fusion.training.callbacks import CSVLogger
 
-    if epochs is None:
-        epochs = WARM_EPOCHS if warm_start else TrainConfig.epochs
-
-    options = TrainOptions(
-        task=task,
-        relation=relation,
-        text_model=text_model,
-        device=device,
-        warm_start=warm_start,
-        model=FusedConfig(task=task, dim=dim),
-        train=TrainConfig(
-            epochs=epochs,
-            seed=seed,
-            max_minutes=max_minutes,
-            replay_ratio=TrainConfig.replay_ratio if replay_ratio is None else replay_ratio,
-        ),
-    )
     with user_errors():
-        _, result, _ = run_train(store, options, out, log=err.print)
+        options = resolve_options(ctx, config)
+        callbacks = [CSVLogger(metrics_csv)] if metrics_csv else []
+        _, result, _ = run_train(store, options, out, callbacks)
     typer.echo(
         f"best {result.metric} {result.best:.4f} at epoch {result.best_epoch} of {result.epochs}"
         f" (ended by {result.stopped_by}) in {result.seconds:.0f} s"
         f" (peak memory {result.peak_memory_mb:.0f} MB); saved {out}"
     )
+
+
+def resolve_options(ctx: typer.Context, config_file: Path | None) -> TrainOptions:
+    """The run's options: the dataclass defaults < `config_file` < the flags given (a flag left
+    at its default does not override the file)."""
+    overrides: dict[str, Any] = {}
+    for name, key in OPTION_KEYS.items():
+        if name not in ctx.params or ctx.get_parameter_source(name) in (
+            ParameterSource.DEFAULT,
+            ParameterSource.DEFAULT_MAP,
+        ):
+            continue
+        value = ctx.params[name]
+        if name == "text_fields":
+            value = split_fields(value)
+        section, _, leaf = key.rpartition(".")
+        (overrides.setdefault(section, {}) if section else overrides)[leaf] = value
+    return load_options(config_file, overrides)
+
+
+def split_fields(text: str) -> tuple[str, ...]:
+    return tuple(f.strip() for f in text.split(",") if f.strip())
 
 
 def evaluate(
@@ -115,27 +164,28 @@ def evaluate(
     from fusion.pipeline import evaluate_checkpoint
 
     with user_errors():
-        reports = evaluate_checkpoint(checkpoint, store, baselines, cold_start_epochs, err.print)
+        reports = evaluate_checkpoint(checkpoint, store, baselines, cold_start_epochs)
     write_reports(reports, report)
     typer.echo(json.dumps(reports, indent=2) if as_json else markdown(reports))
     err.print(f"report written to {report}")
 
 
 def pipeline(
+    ctx: typer.Context,
     catalogue: Annotated[Path, typer.Option(help="Catalogue file or directory.")],
     interactions: Annotated[Path | None, typer.Option(help="Interactions file.")] = None,
     format: Annotated[str, typer.Option("--format", help="Source layout, or auto.")] = "auto",
-    task: Task = "related",
-    relation: Relation = "also_bought",
-    epochs: Epochs = 30,
-    device: Device = "auto",
-    max_minutes: MaxMinutes = 20.0,
+    config: ConfigFile = None,
+    task: Task = DEFAULTS.task,
+    relation: Relation = DEFAULTS.relation,
+    epochs: Epochs = DEFAULTS.train.epochs,
+    device: Device = DEFAULTS.device,
+    max_minutes: MaxMinutes = DEFAULTS.train.max_minutes,
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:
     """Build the graph, train, evaluate against the baselines, and show the related items
     (with explanations) of one sample product: the whole job in one command."""
-    from fusion.config import TrainConfig, TrainOptions
     from fusion.evaluation.harness import markdown, write_reports
     from fusion.pipeline import evaluate_checkpoint
     from fusion.pipeline import train as run_train
@@ -144,18 +194,13 @@ def pipeline(
 
     console = Console()
     with user_errors():
+        options = resolve_options(ctx, config)  # bad options fail before the build
         with progress_bars() as progress:
             summary = build(catalogue, interactions, format, store, progress=progress)
         console.print(summary_table(summary))
-        options = TrainOptions(
-            task=task,
-            relation=relation,
-            device=device,
-            train=TrainConfig(epochs=epochs, max_minutes=max_minutes),
-        )
-        model, result, split = run_train(store, options, out, log=err.print)
+        model, result, split = run_train(store, options, out)
         console.print(f"trained: best {result.metric} {result.best:.4f} in {result.seconds:.0f} s")
-        reports = evaluate_checkpoint(out, store, cold_start_epochs=0, log=err.print)
+        reports = evaluate_checkpoint(out, store, cold_start_epochs=0)
         write_reports(reports, DEFAULT_REPORT)
         console.print(markdown(reports))
         with Recommender.load(out, store) as rec:

@@ -12,11 +12,12 @@ learning-rate step on every product row, rarely-bought products' included).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import random
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -29,9 +30,12 @@ from fusion.data.replay import Trained
 from fusion.data.splits import RecSplit, Split
 from fusion.evaluation.harness import evaluate_scorer
 from fusion.model.fused import FusedModel
+from fusion.training.callbacks import Callback
 from fusion.training.device import autocast, resolve_device
 from fusion.training.tasks import RecommendTask, RelatedTask
 from kgrec.errors import MissingDataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,33 +67,37 @@ def fit(
     model: FusedModel,
     split: Split,
     config: TrainConfig | None = None,
-    log: Callable[[str], None] | None = None,
     trained: Trained | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train `model` on `split`, keep the weights of the best validation epoch, and leave the
     model in eval mode, ready for `full_sort_predict`. A warm start passes `trained` (the pairs
     the model was already trained on, `fusion.data.replay`), which restricts each epoch's targets to
     the new pairs plus `config.replay_ratio` × as many old ones, and the `optimizer_state` it
-    ended with (`TrainResult.optimizer_state`, rows aligned with the model's id tables)."""
+    ended with (`TrainResult.optimizer_state`, rows aligned with the model's id tables).
+    `callbacks` see each epoch's metrics and the result (`fusion.training.callbacks`)."""
     config = config or TrainConfig()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     # CPU index_add_/index_put backward are otherwise run-to-run nondeterministic.
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
-        return _fit(model, split, config, log, trained, optimizer_state)
+        result = _fit(model, split, config, trained, optimizer_state, callbacks)
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    for callback in callbacks:
+        callback.on_train_end(result)
+    return result
 
 
 def _fit(
     model: FusedModel,
     split: Split,
     config: TrainConfig,
-    log: Callable[[str], None] | None,
     trained: Trained | None,
     optimizer_state: dict[str, Any] | None,
+    callbacks: Sequence[Callback],
 ) -> TrainResult:
     seed_everything(config.seed)
     device = resolve_device(config.device)
@@ -100,8 +108,8 @@ def _fit(
         raise MissingDataError(
             "nothing new to train on: every training target is in the checkpoint"
         )
-    if log and task.window is not None:
-        log(f"warm start: {task.window} new targets + {len(task) - task.window} replayed")
+    if task.window is not None:
+        log.info(f"warm start: {task.window} new targets + {len(task) - task.window} replayed")
     valid = split.sample_queries("valid", config.valid_queries, config.seed)
     # Without a validation stage (cold start) the best epoch is the lowest training loss.
     metric = (config.metric or task.metric) if valid.numel() else "-loss"
@@ -126,16 +134,11 @@ def _fit(
             total, steps = total + loss.item(), steps + 1
         model.eval()
         score = validate(model, split, valid, metric) if valid.numel() else -total / steps
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": total / steps,
-                metric: score,
-                "seconds": time.perf_counter() - start,
-            }
-        )
-        if log:
-            log(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
+        metrics = {"loss": total / steps, metric: score, "seconds": time.perf_counter() - start}
+        history.append({"epoch": epoch, **metrics})
+        log.info(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, metrics)
         if score > best:
             best, best_epoch = score, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
