@@ -105,7 +105,6 @@ def setup() -> None:
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(logging.INFO)
-        logger.propagate = False
     # torch_geometric scripts its modules at import (torch ≥ 2.6 calls that deprecated).
     warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
 
