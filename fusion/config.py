@@ -19,6 +19,8 @@ RELATIONS = tuple(str(rel).lower() for rel in PRODUCT_RELATIONS)  # what task=re
 WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
 # Unknown keys are errors; values are checked against the field types when a file is read.
 _STRICT_KEYS = ConfigDict(extra="forbid")
+# Section keys a run derives from a top-level option (`fusion.pipeline.train`): not settable.
+DERIVED = {"model.task": "task", "model.text_model": "text_model", "train.device": "device"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,12 @@ def load_options(
     `WARM_EPOCHS`. An unknown key or a wrongly typed value is a `ConfigError` naming both."""
     from_file = read_config_file(config_file) if config_file is not None else {}
     merged = _merge(from_file, overrides or {})
+    for key, source in DERIVED.items():
+        section, leaf = key.split(".")
+        if isinstance(merged.get(section), Mapping) and leaf in merged[section]:
+            in_file = isinstance(from_file.get(section), Mapping) and leaf in from_file[section]
+            where = config_file if in_file else "command line"
+            raise ConfigError(f"{where}: {key} follows {source!r}: set {source!r} instead")
     try:
         options = TypeAdapter(TrainOptions).validate_python(merged)
     except ValidationError as exc:
@@ -138,7 +146,7 @@ def option_names() -> list[str]:
     for f in fields(TrainOptions):
         section = {"model": FusedConfig, "train": TrainConfig}.get(f.name)
         names += [f"{f.name}.{g.name}" for g in fields(section)] if section else [f.name]
-    return names
+    return [name for name in names if name not in DERIVED]
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,16 +160,25 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _describe(exc: ValidationError, from_file: Mapping[str, Any], path: str | Path | None) -> str:
+    """Each problem as `WHERE: KEY: what is wrong`, WHERE being the file or the command line,
+    whichever layer set the value."""
     problems = []
     for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
+        loc, value = [str(part) for part in error["loc"]], error["input"]
+        if error["type"] == "value_error":  # a check in __post_init__: find the value it names
+            message = str(error["ctx"]["error"])
+            given = value if isinstance(value, Mapping) else {}
+            named = [k for k, v in given.items() if repr(v) in message][:1]
+            loc, value = loc + named, given[named[0]] if named else None
+        else:
+            message = f"{error['msg']}, got {value!r}"
         key = ".".join(loc)
         node: Any = from_file
         for part in loc:  # whose layer set the value: the file, or the command line
             node = node.get(part) if isinstance(node, Mapping) else None
-        where = str(path) if node is not None and path is not None else "command line"
+        where = str(path) if node is not None and node == value else "command line"
         if error["type"] == "unexpected_keyword_argument":
             problems.append(f"{where}: unknown key {key!r} (known: {', '.join(option_names())})")
         else:
-            problems.append(f"{where}: {key}: {error['msg']}, got {error['input']!r}")
+            problems.append(f"{where}: {key}: {message}")
     return "; ".join(problems)
