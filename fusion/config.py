@@ -160,8 +160,8 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _describe(exc: ValidationError, from_file: Mapping[str, Any], path: str | Path | None) -> str:
-    """Each problem as `WHERE: KEY: what is wrong`, WHERE being the file or the command line,
-    whichever layer set the value."""
+    """Each problem as `[WHERE: ]KEY: what is wrong`, WHERE being the file or the command line,
+    whichever layer set the value (no WHERE when there is no file)."""
     problems = []
     for error in exc.errors():
         loc, value = [str(part) for part in error["loc"]], error["input"]
@@ -177,8 +177,9 @@ def _describe(exc: ValidationError, from_file: Mapping[str, Any], path: str | Pa
         for part in loc:  # whose layer set the value: the file, or the command line
             node = node.get(part) if isinstance(node, Mapping) else None
         where = str(path) if node is not None and node == value else "command line"
+        where = f"{where}: " if path is not None else ""
         if error["type"] == "unexpected_keyword_argument":
-            problems.append(f"{where}: unknown key {key!r} (known: {', '.join(option_names())})")
+            problems.append(f"{where}unknown key {key!r} (known: {', '.join(option_names())})")
         else:
-            problems.append(f"{where}: {key}: {message}")
+            problems.append(f"{where}{key}: {message}")
     return "; ".join(problems)

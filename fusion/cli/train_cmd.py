@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 
 from fusion.cli.build_cmd import summary_table
@@ -129,10 +128,9 @@ def resolve_options(ctx: typer.Context, config_file: Path | None) -> TrainOption
     at its default does not override the file)."""
     overrides: dict[str, Any] = {}
     for name, key in OPTION_KEYS.items():
-        if name not in ctx.params or ctx.get_parameter_source(name) in (
-            ParameterSource.DEFAULT,
-            ParameterSource.DEFAULT_MAP,
-        ):
+        source = ctx.get_parameter_source(name)
+        # By name: Typer vendors click, so its ParameterSource is not click's enum.
+        if name not in ctx.params or source is None or source.name.startswith("DEFAULT"):
             continue
         value = ctx.params[name]
         if name == "text_fields":
