@@ -41,6 +41,7 @@ from fusion.training.callbacks import Callback
 from fusion.training.device import resolve_device
 from fusion.training.loop import TrainResult, fit, seed_everything
 from fusion.training.tasks import attach_histories
+from text_encoder.model import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,10 @@ def train(
 
 def check_options(options: TrainOptions) -> None:
     """What can be checked before any slow step (graph export, text model, encoding) and is not
-    checked by `TrainOptions` itself: the device, the warm-start checkpoint (present, same task
-    and relation)."""
+    checked by `TrainOptions` itself: the device, the text model (found; not loaded), the
+    warm-start checkpoint (present, same task and relation)."""
     resolve_device(options.device)
+    resolve_model(options.text_model)
     if options.warm_start:
         check_warm_start(options.warm_start, options.task, options.relation)
 

@@ -112,6 +112,7 @@ def test_a_misspelt_relation_fails_before_the_store_is_opened(tmp_path):
         (("--relation", "also_viewed"), "has no 'also_viewed' edges"),
         (("--task", "recommend"), "has no 'interacted' edges"),
         (("--device", "tpu"), "unknown device 'tpu'"),
+        (("--text-model", "./no-such-model"), "'./no-such-model' does not exist"),
     ],
 )
 def test_a_store_that_cannot_feed_the_task_fails_before_any_encoding(
@@ -122,6 +123,16 @@ def test_a_store_that_cannot_feed_the_task_fails_before_any_encoding(
     result = run("train", *args, "--store", store, "--out", tmp_path / "out")
     assert result.exit_code == 1 and message in result.stderr, result.output
     assert not cache.exists() and not (tmp_path / "out").exists()  # no text model, no writes
+
+
+def test_pipeline_checks_its_training_options_before_building(tmp_path):
+    for bad in (("--relation", "also_bougt"), ("--device", "tpu")):
+        result = run(
+            "pipeline", "--catalogue", FIXTURES / "products.csv", *bad,
+            "--store", f"embedded:{tmp_path / 'store'}", "--out", tmp_path / "out",
+        )  # fmt: skip
+        assert result.exit_code == 1 and "error:" in result.stderr, result.output
+        assert list(tmp_path.iterdir()) == []  # nothing built, nothing trained
 
 
 def test_a_missing_input_file_is_named_once(tmp_path):
