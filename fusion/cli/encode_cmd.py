@@ -32,25 +32,17 @@ def encode(
     """Encode every product's text ahead of training (reusing cached vectors): training with
     the same --text-model and --text-fields then reads every vector from the cache."""
     # Imported here so other commands do not pay for torch/transformers at start-up.
-    from fusion.data.graph import text_template
+    from fusion.data.graph import encode_product_text, text_template
     from kg.export import to_heterodata
     from kg.stores import open_store
-    from text_encoder import TextEncoder, default_cache_dir, encode_products
+    from text_encoder import TextEncoder
 
     with user_errors():
         template = text_template(split_fields(text_fields) if text_fields else None)
         encoder = TextEncoder.from_pretrained(text_model, device=device)
         with open_store(store) as graph:
-            product = to_heterodata(graph)["product"]
-        vectors, summary = encode_products(
-            encoder,
-            product.node_id,
-            product.text_fields,
-            default_cache_dir(),
-            template=template,
-            batch_size=batch_size,
-            progress=progress,
-        )
+            data = to_heterodata(graph)
+        vectors, summary = encode_product_text(encoder, data, template, progress, batch_size)
         if out:
             vectors.save(out)
     fields = ",".join(template.fields)

@@ -17,7 +17,14 @@ from kg.export import to_heterodata
 from kg.schema import Rel
 from kg.stores import Store, open_store
 from kgrec.errors import InvalidArgumentError, MissingDataError
-from text_encoder import TextEncoder, TextTemplate, default_cache_dir, encode_products
+from text_encoder import (
+    EncodeSummary,
+    ProductVectors,
+    TextEncoder,
+    TextTemplate,
+    default_cache_dir,
+    encode_products,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +75,31 @@ def encode_graph_text(
     template: TextTemplate | None = None,
     progress: bool = True,
 ) -> Tensor:
-    """The products' texts rendered by `template` and encoded through the shared cache (where
-    `kgrec encode` puts them)."""
+    """The products' text vectors, as `encode_product_text` makes them (the summary logged)."""
+    vectors, summary = encode_product_text(encoder, data, template, progress)
+    log.info(f"text vectors: {summary}")
+    return vectors.vectors
+
+
+def encode_product_text(
+    encoder: TextEncoder,
+    data: HeteroData,
+    template: TextTemplate | None = None,
+    progress: bool = True,
+    batch_size: int | None = None,
+) -> tuple[ProductVectors, EncodeSummary]:
+    """The products' texts rendered by `template` and encoded through the shared cache: what
+    `kgrec encode` fills and training, evaluation and queries read."""
     product = data["product"]
-    vectors, summary = encode_products(
+    return encode_products(
         encoder,
         product.node_id,
         product.text_fields,
         default_cache_dir(),
         template=template,
+        batch_size=batch_size,
         progress=progress,
     )
-    log.info(f"text vectors: {summary}")
-    return vectors.vectors
 
 
 def text_template(fields: tuple[str, ...] | None) -> TextTemplate:
