@@ -90,11 +90,17 @@ def train(
 def check_options(options: TrainOptions) -> None:
     """What can be checked before any slow step (graph export, text model, encoding) and is not
     checked by `TrainOptions` itself: the device, the text model (found; not loaded), the
-    warm-start checkpoint (present, same task and relation)."""
+    warm-start checkpoint (present, same task, relation and text fields)."""
     resolve_device(options.device)
     resolve_model(options.text_model)
     if options.warm_start:
         check_warm_start(options.warm_start, options.task, options.relation)
+        recorded = template_of(read_meta(options.warm_start)).fields
+        if options.text_fields is not None and tuple(options.text_fields) != recorded:
+            raise CheckpointMismatchError(
+                f"{options.warm_start} was trained on text fields {','.join(recorded)}, "
+                f"not {','.join(options.text_fields)}"
+            )
 
 
 def check_warm_start(checkpoint: str | Path, task: str, relation: str) -> None:

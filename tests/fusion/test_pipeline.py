@@ -328,3 +328,6 @@ def test_encode_feeds_training_with_the_same_text_fields(model: Path, work: Path
     assert meta["metrics"]["text_template"]["fields"] == ["title", "brand"]
     assert meta["metrics"]["options"]["text_fields"] == ["title", "brand"]
     assert answers(ok("related", query_id, "--checkpoint", out, "--json"))
+    other = run("train", "--warm-start", out, "--text-fields", "title", "--out", work / "no-fields")
+    assert other.exit_code == 1 and "trained on text fields title,brand, not title" in other.stderr
+    assert not (work / "no-fields").exists()
