@@ -109,11 +109,11 @@ def train(
     """Train the GNN and the text/graph fusion layer jointly; held-out edges never reach
     training; the best validation epoch is checkpointed atomically to --out. Settings: the
     defaults < --config FILE < flags; the resolved ones are recorded in the checkpoint."""
-    from fusion.pipeline import train as run_train
-    from fusion.training.callbacks import CSVLogger
-
     with user_errors():
-        options = resolve_options(ctx, config)
+        options = resolve_options(ctx, config)  # before torch is even imported
+        from fusion.pipeline import train as run_train
+        from fusion.training.callbacks import CSVLogger
+
         callbacks = [CSVLogger(metrics_csv)] if metrics_csv else []
         _, result, _ = run_train(store, options, out, callbacks)
     typer.echo(

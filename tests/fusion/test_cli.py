@@ -166,14 +166,30 @@ def test_a_bad_column_mapping_is_one_line(tmp_path):
 
 
 def test_no_dependency_warnings_reach_the_user(tmp_path):
-    # A fresh process, as a user runs it: torch_geometric is imported, the command fails fast.
+    # A fresh process, as a user runs it: torch and torch_geometric are imported (they warned
+    # at import), then the empty store stops the run.
     result = subprocess.run(
-        [sys.executable, "-c", "from fusion.cli import main; main()", "train", "--relation",
-         "nope", "--store", f"embedded:{tmp_path / 's'}", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", "from fusion.cli import main; main()", "train",
+         "--store", f"embedded:{tmp_path / 's'}", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: the store embedded:") and "holds no products" in line
+
+
+def test_a_misspelt_relation_is_reported_before_torch_loads(tmp_path):
+    code = (
+        "import sys; from fusion.cli import main\n"
+        "try:\n    main()\nfinally:\n    print('torch' in sys.modules, file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "train", "--relation", "nope", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: relation: unknown relation 'nope'; the graph has also_bought, also_viewed, "
-        "bought_together"
+        "bought_together",
+        "False",
     ]
