@@ -184,16 +184,16 @@ def pipeline(
 ) -> None:
     """Build the graph, train, evaluate against the baselines, and show the related items
     (with explanations) of one sample product: the whole job in one command."""
-    from fusion.evaluation.harness import markdown, write_reports
-    from fusion.pipeline import check_options, evaluate_checkpoint
-    from fusion.pipeline import train as run_train
-    from fusion.serving.recommender import Recommender
-    from kg.build import build
-
     console = Console()
     with user_errors():
-        options = resolve_options(ctx, config)
-        check_options(options)  # bad options fail before the build
+        options = resolve_options(ctx, config)  # before torch is even imported
+        from fusion.evaluation.harness import markdown, write_reports
+        from fusion.pipeline import check_options, evaluate_checkpoint
+        from fusion.pipeline import train as run_train
+        from fusion.serving.recommender import Recommender
+        from kg.build import build
+
+        check_options(options)  # what else can be checked, before the build
         with progress_bars() as progress:
             summary = build(catalogue, interactions, format, store, progress=progress)
         console.print(summary_table(summary))
