@@ -1,5 +1,6 @@
 """What every kgrec package shares and nothing else: the version, the error family
-(`kgrec.errors`) and the environment settings (`kgrec.settings`). Imports no other package."""
+(`kgrec.errors`), the environment settings (`kgrec.settings`) and the progress-bar style
+(`kgrec.progress`). Imports no other kgrec package."""
 
 from importlib.metadata import PackageNotFoundError, version
 
