@@ -4,6 +4,7 @@ bars, and one way of turning expected failures into a one-line message and exit 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,8 +96,9 @@ LOGGERS = ("kgrec", "kg", "text_encoder", "gnn", "fusion")
 
 
 def setup() -> None:
-    """Once per command: kgrec's log messages on stderr as plain lines (rich), and the
-    dependencies' deprecation warnings about their own internals out of the user's way."""
+    """Once per command: kgrec's log messages on stderr as plain lines (rich); dependencies'
+    deprecation warnings about their own internals and their tqdm bars (Hugging Face's
+    "Loading weights") out of the user's way: kgrec's own bars are rich."""
     handler = RichHandler(
         console=err, show_time=False, show_level=False, show_path=False, markup=False
     )
@@ -107,6 +109,7 @@ def setup() -> None:
         logger.setLevel(logging.INFO)
     # torch_geometric scripts its modules at import (torch ≥ 2.6 calls that deprecated).
     warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers loads
 
 
 @contextmanager

@@ -165,17 +165,24 @@ def test_a_bad_column_mapping_is_one_line(tmp_path):
     assert result.exit_code == 1 and "unknown key 'sku'" in result.stderr
 
 
-def test_no_dependency_warnings_reach_the_user(tmp_path):
-    # A fresh process, as a user runs it: torch and torch_geometric are imported (they warned
-    # at import), then the empty store stops the run.
-    result = subprocess.run(
-        [sys.executable, "-c", "from fusion.cli import main; main()", "train",
-         "--store", f"embedded:{tmp_path / 's'}", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 1
-    (line,) = result.stderr.strip().splitlines()
+def test_no_dependency_warnings_or_bars_reach_the_user(tmp_path):
+    # Fresh processes, as a user runs them. train: torch and torch_geometric are imported
+    # (they warned at import), then the empty store stops the run. encode: the text model
+    # loads (Hugging Face showed a tqdm bar), then encodes the empty store's nothing.
+    def kgrec(*args: str) -> subprocess.CompletedProcess:
+        code = "from fusion.cli import main; main()"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600
+        )
+
+    store = f"embedded:{tmp_path / 's'}"
+    trained = kgrec("train", "--store", store, "--out", str(tmp_path / "out"))
+    assert trained.returncode == 1
+    (line,) = trained.stderr.strip().splitlines()
     assert line.startswith("error: the store embedded:") and "holds no products" in line
+    encoded = kgrec("encode", "--store", store, "--no-progress")
+    assert encoded.returncode == 0 and "0 products" in encoded.stdout
+    assert encoded.stderr == ""
 
 
 def test_a_misspelt_relation_is_reported_before_torch_loads(tmp_path):
