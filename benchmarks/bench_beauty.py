@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
 import torch
 
-from fusion.config import FusedConfig, TrainConfig
+from fusion.config import RELATIONS, FusedConfig, TrainConfig
 from fusion.data.graph import make_split, text_vectors
 from fusion.data.splits import cold_start_split
 from fusion.evaluation.harness import evaluate, summary, to_markdown
@@ -36,14 +37,16 @@ from kg.stores import Snapshot
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("KGREC_DATA") or ROOT.parent / "shared" / "data")
 OUT = ROOT / "benchmarks" / "results" / "beauty.json"
-RELATIONS = ("bought_together", "also_viewed", "also_bought")
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # epoch lines
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("section", choices=("recommend", "related", "cold_start"))
     parser.add_argument("--relations", nargs="*", default=list(RELATIONS))
-    parser.add_argument("--max-minutes", type=float, default=20.0, help="fused training cap")
+    parser.add_argument(
+        "--max-minutes", type=float, default=TrainConfig.max_minutes, help="fused training cap"
+    )
     parser.add_argument("--cold-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     args = parser.parse_args()
@@ -71,7 +74,7 @@ def run(data, text, text_model, task, relation, args) -> None:
     split = make_split(data, task, relation)
     config = FusedConfig(task=task, text_model=text_model)
     fused = FusedModel(split.train_graph, text, config)
-    train = fit(fused, split, TrainConfig(max_minutes=args.max_minutes), log=print)
+    train = fit(fused, split, TrainConfig(max_minutes=args.max_minutes))
     scorers = {
         "popularity": PopularityScorer().fit(split),
         "text-only": TextScorer(text).fit(split),
@@ -89,7 +92,7 @@ def run(data, text, text_model, task, relation, args) -> None:
 def run_cold(data, text, text_model, relation, args) -> None:
     split = cold_start_split(data, relation)
     fused = FusedModel(split.train_graph, text, FusedConfig(task="related", text_model=text_model))
-    train = fit(fused, split, TrainConfig(epochs=args.cold_epochs), log=print)
+    train = fit(fused, split, TrainConfig(epochs=args.cold_epochs))
     scorers = {
         "popularity": PopularityScorer().fit(split),
         "text-only": TextScorer(text).fit(split),

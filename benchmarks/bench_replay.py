@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import os
 import random
 import tempfile
@@ -75,6 +76,7 @@ NEW_PRODUCT_RELATIONS = ("also_viewed", "bought_together", "also_bought")
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # epoch lines
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-minutes", type=float, default=40.0, help="initial/full training cap")
     parser.add_argument("--warm-epochs", type=int, default=WARM_EPOCHS)
@@ -134,11 +136,10 @@ def run_seed(
         replay_ratio=args.replay_ratio,
         seed=seed,
     )
-    log = print
     with open_store(uri) as store:
         apply_delta(store, deltas[0], external="drop", rejects_path=rejects)
     ckpt = work / "stage0"
-    initial = timed_train(uri, TrainOptions(task="recommend", train=copy.copy(cap)), ckpt, log)
+    initial = timed_train(uri, TrainOptions(task="recommend", train=copy.copy(cap)), ckpt)
     initial["test"] = test_metrics(ckpt, split, *text)
     print(f"seed {seed} initial: {initial}", flush=True)
 
@@ -155,7 +156,7 @@ def run_seed(
         }
         out = work / f"stage{c}"
         options = TrainOptions(task="recommend", warm_start=ckpt, train=copy.copy(warm))
-        row.update(timed_train(uri, options, out, log))
+        row.update(timed_train(uri, options, out))
         row["test"] = test_metrics(out, split, *text)
         chunks.append(row)
         ckpt = out
@@ -163,7 +164,7 @@ def run_seed(
 
     check_final_store(uri, final)
     full_ckpt = work / "full"
-    full = timed_train(uri, TrainOptions(task="recommend", train=copy.copy(cap)), full_ckpt, log)
+    full = timed_train(uri, TrainOptions(task="recommend", train=copy.copy(cap)), full_ckpt)
     full["test"] = test_metrics(full_ckpt, split, *text)
     print(f"seed {seed} full retrain: {full}", flush=True)
     for row in chunks:
@@ -238,11 +239,11 @@ def stage_deltas(
     return deltas
 
 
-def timed_train(uri: str, options: TrainOptions, out: Path, log) -> dict[str, Any]:
+def timed_train(uri: str, options: TrainOptions, out: Path) -> dict[str, Any]:
     """`kgrec train` end to end (graph from the store, text vectors from the cache, split,
     training, checkpoint), timed."""
     start = time.perf_counter()
-    _, result, _ = run_train(uri, options, out, log)
+    _, result, _ = run_train(uri, options, out)
     return {
         "seconds": round(time.perf_counter() - start, 1),
         "fit_seconds": round(result.seconds, 1),

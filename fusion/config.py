@@ -1,13 +1,21 @@
-"""Run configuration: the model, training and run options as dataclasses (the one place their
-defaults live)."""
+"""Run configuration: the model, training and run options as frozen dataclasses (the one place
+their defaults live), layered: these defaults < a `--config run.yaml` file < command-line flags."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from kg.schema import PRODUCT_RELATIONS
+from kgrec.errors import ConfigError, InvalidArgumentError
 
 TASKS = ("recommend", "related")
+RELATIONS = tuple(str(rel).lower() for rel in PRODUCT_RELATIONS)  # what task=related learns
 WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
 # Above this many products the loss is a sampled softmax unless `num_negatives` says otherwise.
 FULL_SOFTMAX_MAX_PRODUCTS = 50_000
@@ -16,10 +24,16 @@ AUTO_NEGATIVES = 4096  # random negatives per step of the automatic sampled soft
 # progress(step, done, total): how far a long step ("encoding", "propagating", "epoch",
 # "validating") has come; the CLI draws it as progress bars, library code only calls it.
 Progress = Callable[[str, int, int], None]
+# Unknown keys are errors; values are checked against the field types when a file is read.
+_STRICT_KEYS = ConfigDict(extra="forbid")
+# Section keys a run derives from a top-level option (`fusion.pipeline.train`): not settable.
+DERIVED = {"model.task": "task", "model.text_model": "text_model", "train.device": "device"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class FusedConfig:
+    __pydantic_config__ = _STRICT_KEYS
+
     task: str = "recommend"
     dim: int = 64
     dropout: float = 0.1
@@ -36,14 +50,15 @@ class FusedConfig:
     memory_budget: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        check_task(self.task)
         if self.num_negatives < -1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"num_negatives must be -1 (auto), 0 or more, got {self.num_negatives}"
             )
         if self.memory_budget <= 0:
-            raise ValueError(f"memory_budget must be positive (GiB), got {self.memory_budget}")
+            raise InvalidArgumentError(
+                f"memory_budget must be positive (GiB), got {self.memory_budget}"
+            )
 
     def negatives(self, num_products: int) -> int:
         """The sampled negatives per step (0 = full softmax) for a catalogue this size."""
@@ -55,8 +70,10 @@ class FusedConfig:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    __pydantic_config__ = _STRICT_KEYS
+
     epochs: int = 30  # the exact count when the split has no validation stage (cold start)
     batch_size: int = 4096
     lr: float = 2e-3
@@ -75,14 +92,123 @@ class TrainConfig:
     replay_ratio: float = 8.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainOptions:
+    __pydantic_config__ = _STRICT_KEYS
+
     task: str = "related"  # related | recommend
     relation: str = "also_bought"  # the Product→Product relation for task=related
     text_model: str | None = None  # None = bundled all-MiniLM-L6-v2
     device: str = "auto"
+    # Product fields making the text that is encoded, in order (None: the text template's
+    # default); `kgrec encode --text-fields` with the same value fills the same cache entries.
+    text_fields: tuple[str, ...] | None = None
     # Checkpoint to continue from: trains on what is new since it plus a replay sample of the
-    # old (`train.replay_ratio`), resuming its optimizer; set `train.epochs` small (WARM_EPOCHS).
+    # old (`train.replay_ratio`), resuming its optimizer; `train.epochs` is WARM_EPOCHS unless set.
     warm_start: Path | None = None
     model: FusedConfig = field(default_factory=FusedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        if self.task == "related" and self.relation not in RELATIONS:
+            raise InvalidArgumentError(
+                f"unknown relation {self.relation!r}; the graph has {', '.join(RELATIONS)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON-ready values (what a checkpoint records)."""
+        record = asdict(self)
+        record["warm_start"] = None if self.warm_start is None else str(self.warm_start)
+        record["text_fields"] = None if self.text_fields is None else list(self.text_fields)
+        return record
+
+
+def check_task(task: str) -> None:
+    if task not in TASKS:
+        raise InvalidArgumentError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def load_options(
+    config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrainOptions:
+    """`TrainOptions` from three layers: the dataclass defaults < `config_file` (YAML, keys as
+    in `TrainOptions`, with `model:` and `train:` sections) < `overrides` (same nesting, e.g.
+    the command line's flags). A warm start whose epoch count no layer sets trains
+    `WARM_EPOCHS`. An unknown key or a wrongly typed value is a `ConfigError` naming both."""
+    from_file = read_config_file(config_file) if config_file is not None else {}
+    merged = _merge(from_file, overrides or {})
+    for key, source in DERIVED.items():
+        section, leaf = key.split(".")
+        if isinstance(merged.get(section), Mapping) and leaf in merged[section]:
+            in_file = isinstance(from_file.get(section), Mapping) and leaf in from_file[section]
+            where = config_file if in_file else "command line"
+            raise ConfigError(f"{where}: {key} follows {source!r}: set {source!r} instead")
+    try:
+        options = TypeAdapter(TrainOptions).validate_python(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, from_file, config_file)) from None
+    if options.warm_start is not None and "epochs" not in merged.get("train", {}):
+        options = replace(options, train=replace(options.train, epochs=WARM_EPOCHS))
+    return options
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML run file holds (a missing file is an OSError naming it)."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            values = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of option names, got {type(values).__name__}"
+        )
+    return values
+
+
+def option_names() -> list[str]:
+    """Every key a run file may set, dotted (`model.dim`, `train.epochs`, …)."""
+    names = []
+    for f in fields(TrainOptions):
+        section = {"model": FusedConfig, "train": TrainConfig}.get(f.name)
+        names += [f"{f.name}.{g.name}" for g in fields(section)] if section else [f.name]
+    return [name for name in names if name not in DERIVED]
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(exc: ValidationError, from_file: Mapping[str, Any], path: str | Path | None) -> str:
+    """Each problem as `[WHERE: ]KEY: what is wrong`, WHERE being the file or the command line,
+    whichever layer set the value (no WHERE when there is no file)."""
+    problems = []
+    for error in exc.errors():
+        loc, value = [str(part) for part in error["loc"]], error["input"]
+        if error["type"] == "value_error":  # a check in __post_init__: find the value it names
+            message = str(error["ctx"]["error"])
+            given = value if isinstance(value, Mapping) else {}
+            named = [k for k, v in given.items() if repr(v) in message][:1]
+            loc, value = loc + named, given[named[0]] if named else None
+        else:
+            message = f"{error['msg']}, got {value!r}"
+        key = ".".join(loc)
+        node: Any = from_file
+        for part in loc:  # whose layer set the value: the file, or the command line
+            node = node.get(part) if isinstance(node, Mapping) else None
+        where = str(path) if node is not None and node == value else "command line"
+        where = f"{where}: " if path is not None else ""
+        if error["type"] == "unexpected_keyword_argument":
+            problems.append(f"{where}unknown key {key!r} (known: {', '.join(option_names())})")
+        else:
+            problems.append(f"{where}{key}: {message}")
+    return "; ".join(problems)

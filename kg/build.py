@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kg.cleaning import CleaningReport, External, clean
 from kg.readers import ReadCatalogue, read_catalogue
+from kg.readers.generic import CATEGORY_SEP
 from kg.rejects import BadInputError, RejectLog
 from kg.stores import Progress, open_store
 
 DEFAULT_REJECTS = Path("kgrec-rejects.jsonl")
+
+
+@dataclass(frozen=True)
+class TableColumns:
+    """How to read the user's own tables (`kg.readers.generic`): column mappings for the
+    catalogue and the interactions file, and the category path separator."""
+
+    products: Mapping[str, str] | None = None
+    interactions: Mapping[str, str] | None = None
+    category_sep: str = CATEGORY_SEP
 
 
 @dataclass
@@ -41,6 +52,7 @@ def build(
     strict: bool = False,
     rejects_path: str | Path = DEFAULT_REJECTS,
     progress: Progress | None = None,
+    columns: TableColumns | None = None,
 ) -> BuildSummary:
     """Read, clean and write one catalogue; counts are the store's, after the write.
 
@@ -48,7 +60,7 @@ def build(
     """
     start = time.perf_counter()
     log = RejectLog(strict=strict)
-    cat = read_input(catalogue, interactions, fmt, log, rejects_path, progress)
+    cat = read_input(catalogue, interactions, fmt, log, rejects_path, progress, columns)
     with stage(progress, "clean"):
         report = clean(cat, external)
     rejects = log.write(rejects_path)  # before the write, so a failed write still leaves them
@@ -75,14 +87,28 @@ def read_input(
     log: RejectLog,
     rejects_path: str | Path,
     progress: Progress | None = None,
+    columns: TableColumns | None = None,
 ) -> ReadCatalogue:
     """Read a catalogue (+ interactions) as `build` and `update` do; raises `BadInputError`
-    when no product could be read, or at the first bad row in strict mode. The rejects are
-    written to `rejects_path` then too, so every run leaves its rejects file."""
+    when a file is missing, when no product could be read, or at the first bad row in strict
+    mode. The rejects are written to `rejects_path` then too, so every run leaves its rejects
+    file."""
+    for path in (catalogue, interactions):
+        if path is not None and not Path(path).exists():
+            raise BadInputError(f"{path}: no such file or directory")
+    columns = columns or TableColumns()
     try:
         with stage(progress, "read"):
-            cat = read_catalogue(catalogue, fmt, interactions, log)
-        if not cat.products:  # e.g. a missing or unreadable file, logged as a reject
+            cat = read_catalogue(
+                catalogue,
+                fmt,
+                interactions,
+                log,
+                columns=columns.products,
+                interaction_columns=columns.interactions,
+                category_sep=columns.category_sep,
+            )
+        if not cat.products:  # e.g. an unreadable file, logged as a reject by the reader
             reason = f": {log.rejects[0]}" if len(log) else ""
             raise BadInputError(
                 f"no products read from {catalogue}{reason} (rejects: {rejects_path})"

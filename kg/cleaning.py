@@ -27,6 +27,7 @@ from typing import Literal
 from kg.readers.base import ReadCatalogue, gc_paused
 from kg.schema import CATEGORY_PATH_SEP, Catalogue, Category, Edge, Interaction, Product
 from kg.text import strip_html
+from kgrec.errors import InvalidArgumentError
 
 External = Literal["stub", "drop"]
 
@@ -52,7 +53,7 @@ class CleaningReport:
 def clean(catalogue: Catalogue, external: External = "stub") -> CleaningReport:
     """Clean `catalogue` in place (see the module docstring) and report what changed."""
     if external not in ("stub", "drop"):
-        raise ValueError(f"external must be 'stub' or 'drop', not {external!r}")
+        raise InvalidArgumentError(f"external must be 'stub' or 'drop', not {external!r}")
     report = CleaningReport(external)
     if isinstance(catalogue, ReadCatalogue):
         report.duplicate_products = catalogue.duplicate_products

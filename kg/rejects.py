@@ -8,8 +8,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from kgrec.errors import KgrecError
 
-class BadInputError(ValueError):
+
+class BadInputError(KgrecError, ValueError):
     """Input that cannot be used, with the place it came from in the message."""
 
 

@@ -35,6 +35,7 @@ from kg.server_conf import (
     read_password,
     render_conf,
 )
+from kgrec import settings as env
 
 # Pinned so the download does not depend on whichever plugin version Maven resolves today.
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
@@ -72,13 +73,13 @@ class ServerStatus:
 
 def external_settings() -> Neo4jSettings | None:
     """The server named by NEO4J_URI/NEO4J_USER/NEO4J_PASSWORD, or None when NEO4J_URI is unset."""
-    uri = os.environ.get("NEO4J_URI")
+    uri = env.neo4j_uri()
     if not uri:
         return None
-    password = os.environ.get("NEO4J_PASSWORD")
+    password = env.neo4j_password()
     if password is None:
         raise ServerError("NEO4J_URI is set but NEO4J_PASSWORD is not")
-    return Neo4jSettings(uri, os.environ.get("NEO4J_USER") or USER, password)
+    return Neo4jSettings(uri, env.neo4j_user() or USER, password)
 
 
 def connection_settings(config: ServerConfig | None = None) -> Neo4jSettings:
@@ -279,7 +280,7 @@ def _port_free(port: int) -> bool:
 def _initial_password(config: ServerConfig, java: str) -> str:
     """The stored password, set as the initial one before the first start of a new database."""
     password = read_password(config)
-    env_password = os.environ.get("NEO4J_PASSWORD")
+    env_password = env.neo4j_password()
     fresh = not (config.data_dir / "databases" / "system").exists()
     if password is None:
         if not fresh:

@@ -8,6 +8,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from kgrec import settings as env
+from kgrec.errors import KgrecError
+
 NEO4J_VERSION = "5.26.30"
 DEFAULT_BOLT_PORT = 7687
 DEFAULT_HTTP_PORT = 7474
@@ -37,31 +40,8 @@ ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_TOOL = "org.neo4j.cli.AdminTool"
 
 
-class ServerError(RuntimeError):
+class ServerError(KgrecError, RuntimeError):
     """Why the server could not be provisioned, started or stopped, worded for the user."""
-
-
-def _env_path(var: str, default: Path) -> Path:
-    value = os.environ.get(var)
-    return Path(value).expanduser() if value else default
-
-
-def default_cache_dir() -> Path:
-    return _env_path("KGREC_CACHE", Path.home() / ".cache" / "kgrec")
-
-
-def default_home() -> Path:
-    kgrec_home = _env_path("KGREC_HOME", Path.home() / ".local" / "share" / "kgrec")
-    return _env_path("KGREC_NEO4J_HOME", kgrec_home / "neo4j")
-
-
-def _env_port(var: str, default: int) -> int:
-    value = os.environ.get(var)
-    if not value:
-        return default
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise ServerError(f"{var}={value!r} is not a TCP port")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -73,7 +53,7 @@ class ServerConfig:
     http_port: int = DEFAULT_HTTP_PORT
     heap: str = DEFAULT_HEAP
     pagecache: str = DEFAULT_PAGECACHE
-    cache_dir: Path | None = None  # None: default_cache_dir()
+    cache_dir: Path | None = None  # None: env.cache_dir()
 
     @classmethod
     def from_env(
@@ -84,16 +64,16 @@ class ServerConfig:
     ) -> ServerConfig:
         """Defaults overridden by KGREC_NEO4J_* variables, overridden by explicit arguments."""
         return cls(
-            home=(Path(home).expanduser() if home else default_home()).absolute(),
-            bolt_port=bolt_port or _env_port("KGREC_NEO4J_BOLT_PORT", DEFAULT_BOLT_PORT),
-            http_port=http_port or _env_port("KGREC_NEO4J_HTTP_PORT", DEFAULT_HTTP_PORT),
-            heap=os.environ.get("KGREC_NEO4J_HEAP") or DEFAULT_HEAP,
-            pagecache=os.environ.get("KGREC_NEO4J_PAGECACHE") or DEFAULT_PAGECACHE,
+            home=(Path(home).expanduser() if home else env.neo4j_home()).absolute(),
+            bolt_port=bolt_port or env.neo4j_port("bolt", DEFAULT_BOLT_PORT),
+            http_port=http_port or env.neo4j_port("http", DEFAULT_HTTP_PORT),
+            heap=env.neo4j_memory("heap", DEFAULT_HEAP),
+            pagecache=env.neo4j_memory("pagecache", DEFAULT_PAGECACHE),
         )
 
     @property
     def dist_dir(self) -> Path:
-        return (self.cache_dir or default_cache_dir()) / f"neo4j-{NEO4J_VERSION}"
+        return (self.cache_dir or env.cache_dir()) / f"neo4j-{NEO4J_VERSION}"
 
     @property
     def lib_dir(self) -> Path:
@@ -179,7 +159,7 @@ def read_password(config: ServerConfig) -> str | None:
 
 def create_password(config: ServerConfig) -> str:
     """NEO4J_PASSWORD, else a generated one; stored 0600 so later runs can log in."""
-    password = os.environ.get("NEO4J_PASSWORD") or secrets.token_urlsafe(24)
+    password = env.neo4j_password() or secrets.token_urlsafe(24)
     config.home.mkdir(parents=True, exist_ok=True)
     # O_EXCL + mode: the file never exists with wider permissions, not even briefly.
     fd = os.open(config.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

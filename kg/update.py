@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from kg.build import DEFAULT_REJECTS, read_input, stage
+from kg.build import DEFAULT_REJECTS, TableColumns, read_input, stage
 from kg.cleaning import CleaningReport, External, clean
 from kg.readers.base import open_text
 from kg.rejects import BadInputError, RejectLog
@@ -65,6 +65,7 @@ def update(
     strict: bool = False,
     rejects_path: str | Path = DEFAULT_REJECTS,
     progress: Progress | None = None,
+    columns: TableColumns | None = None,
 ) -> UpdateSummary:
     """Apply a delta catalogue (and/or a removal list) to a store; see the module docstring.
 
@@ -74,7 +75,9 @@ def update(
     start = time.perf_counter()
     log = RejectLog(strict=strict)
     if catalogue is not None:
-        delta: Catalogue = read_input(catalogue, interactions, fmt, log, rejects_path, progress)
+        delta: Catalogue = read_input(
+            catalogue, interactions, fmt, log, rejects_path, progress, columns
+        )
     elif remove is not None and interactions is None:
         delta = Catalogue()
     else:

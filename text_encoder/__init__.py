@@ -5,7 +5,6 @@ from text_encoder.device import resolve_device
 from text_encoder.encoder import TextEncoder
 from text_encoder.model import DEFAULT_MODEL_ID, ModelNotFoundError
 from text_encoder.products import (
-    DEFAULT_VECTORS_PATH,
     EncodeSummary,
     ProductVectors,
     default_cache_dir,
@@ -23,7 +22,6 @@ from text_encoder.template import (
 __all__ = [
     "DEFAULT_MODEL_ID",
     "DEFAULT_TEMPLATE",
-    "DEFAULT_VECTORS_PATH",
     "CacheInvalidError",
     "CacheStats",
     "EmbeddingCache",

@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from kgrec.errors import KgrecError
 from text_encoder.encoder import Progress, TextEncoder
 from text_encoder.template import ensure_text
 
@@ -38,7 +39,7 @@ KEY_HASH = "blake2b-128 of the UTF-8 rendered text"
 LEGACY_MAGIC = b"KGREC-TEXTVEC\n"
 
 
-class CacheInvalidError(ValueError):
+class CacheInvalidError(KgrecError, ValueError):
     """A cache file is corrupt or belongs to another model/format."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from kgrec.errors import InvalidArgumentError
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn "auto" | "cpu" | "cuda" | "cuda:N" | "mps" into a usable `torch.device`.
@@ -24,9 +26,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+        raise InvalidArgumentError(
+            f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps"
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+        raise InvalidArgumentError(
+            f"device {device!r} requested but CUDA is not available on this machine"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
+        raise InvalidArgumentError(
+            f"device {device!r} requested but MPS is not available on this machine"
+        )
     return dev

@@ -11,13 +11,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from kgrec.progress import progress_bar
 from text_encoder.device import resolve_device
 from text_encoder.model import ModelSpec, load_model, pool, resolve_model
 from text_encoder.template import ensure_text
 
-# A tqdm bar (True), none (False), or a callable told (done, total) after each batch.
+# A progress bar (True), none (False), or a callable told (done, total) after each batch.
 Progress = bool | Callable[[int, int], None]
 CPU_BATCH_SIZE = 32
 CUDA_BATCH_SIZE = 128  # GPUs are only busy with wide batches; length sorting keeps padding low
@@ -127,17 +127,17 @@ class TextEncoder(nn.Module):
         was_training = self.training
         self.eval()
         report = progress if callable(progress) else None
-        bar = tqdm(total=len(texts), unit="item", desc="encoding", disable=not progress or report)
+        bar = progress_bar(progress is True)
         try:
-            with torch.inference_mode(), self._autocast():
+            with bar, torch.inference_mode(), self._autocast():
+                task = bar.add_task("encoding", total=len(texts))
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
                     out[rows] = self([texts[i] for i in rows]).cpu()
-                    bar.update(len(rows))
+                    bar.advance(task, len(rows))
                     if report:
                         report(start + len(rows), len(texts))
         finally:
-            bar.close()
             self.train(was_training)
         return out
 

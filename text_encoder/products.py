@@ -1,4 +1,4 @@
-"""Catalogue-level encoding: product fields → vectors file that training loads."""
+"""Catalogue-level encoding: product fields → vectors, through the shared cache."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from kgrec import settings as env
 from text_encoder.cache import CacheStats, encode_with_cache
 from text_encoder.encoder import Progress, TextEncoder
 from text_encoder.template import (
@@ -18,14 +19,10 @@ from text_encoder.template import (
     render_product_text,
 )
 
-# Where `kgrec encode` writes and training reads product vectors (relative to the work dir).
-DEFAULT_VECTORS_PATH = Path("artifacts/text/product_vectors.pt")
-
 
 def default_cache_dir() -> Path:
     """`$KGREC_CACHE/text_vectors` (default ~/.cache/kgrec, the cache root kgrec uses)."""
-    root = os.environ.get("KGREC_CACHE") or Path.home() / ".cache" / "kgrec"
-    return Path(root).expanduser() / "text_vectors"
+    return env.cache_dir() / "text_vectors"
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@ libraries (torch, transformers) load only when a command that needs them runs.""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+import kgrec
 from fusion.cli import (
     build_cmd,
     encode_cmd,
@@ -15,6 +18,7 @@ from fusion.cli import (
     train_cmd,
     update_cmd,
 )
+from fusion.cli.common import setup
 
 app = typer.Typer(
     name="kgrec",
@@ -23,6 +27,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"kgrec {kgrec.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _start(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    setup()
+
+
 app.add_typer(neo4j_cmd.app, name="neo4j")
 app.command("build")(build_cmd.build)
 app.command("update")(update_cmd.update)

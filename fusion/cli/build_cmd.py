@@ -14,13 +14,17 @@ from rich.table import Table
 from fusion.cli.common import (
     DEFAULT_REJECTS,
     AsJson,
+    CategorySep,
+    Columns,
     External,
     Format,
+    InteractionColumns,
     Rejects,
     StoreUri,
     Strict,
     err,
     progress_bars,
+    table_columns,
     user_errors,
 )
 
@@ -38,14 +42,19 @@ def build(
     external: External = "stub",
     strict: Strict = False,
     rejects: Rejects = DEFAULT_REJECTS,
+    columns: Columns = None,
+    interaction_columns: InteractionColumns = None,
+    category_sep: CategorySep = None,
     as_json: AsJson = False,
 ) -> None:
     """Read, clean and store a catalogue; re-running is safe (writes are upserts)."""
     from kg.build import build as run_build  # heavy imports only when the command runs
 
+    with user_errors():
+        tables = table_columns(columns, interaction_columns, category_sep)
     with user_errors(), progress_bars() as progress:
         summary = run_build(
-            catalogue, interactions, format, store, external, strict, rejects, progress
+            catalogue, interactions, format, store, external, strict, rejects, progress, tables
         )
     if as_json:
         typer.echo(json.dumps(summary.to_json(), indent=2))

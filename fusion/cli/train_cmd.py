@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -21,61 +21,111 @@ from fusion.cli.common import (
     user_errors,
 )
 from fusion.cli.query_cmd import show
+from fusion.config import (
+    AUTO_NEGATIVES,
+    FULL_SOFTMAX_MAX_PRODUCTS,
+    RELATIONS,
+    TASKS,
+    WARM_EPOCHS,
+    TrainOptions,
+    load_options,
+)
 
-Task = Annotated[
-    Literal["related", "recommend"],
-    typer.Option(help="related: Product→Product links; recommend: User→Product."),
+TASK_HELP = "related: Product→Product links; recommend: User→Product."
+Task = Annotated[Literal[TASKS], typer.Option(help=TASK_HELP)]
+Relation = Annotated[
+    str, typer.Option(help=f"Product relation to learn for --task related: {', '.join(RELATIONS)}.")
 ]
-Relation = Annotated[str, typer.Option(help="Product relation to learn for --task related.")]
-Epochs = Annotated[int, typer.Option(min=1, help="Most epochs (early stopping may end sooner).")]
+Epochs = Annotated[
+    int,
+    typer.Option(
+        min=1, help=f"Most epochs (early stopping may end sooner); warm start: {WARM_EPOCHS}."
+    ),
+]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 TextModel = Annotated[
     str | None,
     typer.Option(help="Hugging Face model id or local path (default: bundled all-MiniLM-L6-v2)."),
 ]
+TextFields = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated product fields making the encoded text, in order (default: the "
+        "text template's); the same value as `kgrec encode --text-fields` reuses its vectors."
+    ),
+]
 MaxMinutes = Annotated[float, typer.Option(min=0.1, help="Training time cap in minutes.")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        exists=True,
+        dir_okay=False,
+        help="YAML run file with TrainOptions keys (model:, train: sections); flags override it.",
+    ),
+]
 DEFAULT_REPORT = Path("artifacts/evaluation.json")
+DEFAULTS = TrainOptions()
+# Each option flag → its key in `TrainOptions` (dotted: in the model/train sections).
+OPTION_KEYS = {
+    "task": "task",
+    "relation": "relation",
+    "text_model": "text_model",
+    "text_fields": "text_fields",
+    "device": "device",
+    "warm_start": "warm_start",
+    "dim": "model.dim",
+    "epochs": "train.epochs",
+    "seed": "train.seed",
+    "max_minutes": "train.max_minutes",
+    "replay_ratio": "train.replay_ratio",
+    "batch_size": "train.batch_size",
+    "negatives": "model.num_negatives",
+    "memory_budget": "model.memory_budget",
+}
 
 
 def train(
     ctx: typer.Context,
-    task: Task = "related",
-    relation: Relation = "also_bought",
-    epochs: Annotated[
-        int | None,
-        typer.Option(min=1, help="Most epochs (early stopping may end sooner) [30; warm: 3]."),
-    ] = None,
-    device: Device = "auto",
-    text_model: TextModel = None,
-    dim: Annotated[int, typer.Option(min=8, help="Embedding size.")] = 64,
-    seed: Annotated[int, typer.Option(help="Random seed (splits use seed 0).")] = 0,
-    max_minutes: MaxMinutes = 20.0,
+    config: ConfigFile = None,
+    task: Task = DEFAULTS.task,
+    relation: Relation = DEFAULTS.relation,
+    epochs: Epochs = DEFAULTS.train.epochs,
+    device: Device = DEFAULTS.device,
+    text_model: TextModel = DEFAULTS.text_model,
+    text_fields: TextFields = None,
+    dim: Annotated[int, typer.Option(min=8, help="Embedding size.")] = DEFAULTS.model.dim,
+    seed: Annotated[int, typer.Option(help="Random seed (splits use seed 0).")] = (
+        DEFAULTS.train.seed
+    ),
+    max_minutes: MaxMinutes = DEFAULTS.train.max_minutes,
     warm_start: Annotated[
         Path | None,
         typer.Option(
+            exists=True,
             help="Continue from this checkpoint (same text model and task; new nodes allowed), "
             "training on what is new since it plus a replay sample of the old, resuming its "
-            "optimizer."
+            "optimizer.",
         ),
-    ] = None,
+    ] = DEFAULTS.warm_start,
     replay_ratio: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Warm start: old targets replayed per new one, redrawn each epoch [default: 8].",
-        ),
+        float,
+        typer.Option(min=0.0, help="Warm start: old targets replayed per new one, each epoch."),
+    ] = DEFAULTS.train.replay_ratio,
+    metrics_csv: Annotated[
+        Path | None, typer.Option(help="Also write each epoch's metrics to this CSV file.")
     ] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Training targets per step (across all processes).")
-    ] = 4096,
+    ] = DEFAULTS.train.batch_size,
     negatives: Annotated[
         int,
         typer.Option(
             min=-1,
-            help="Random negatives per step: 0 = full softmax, -1 = auto (full up to 50k "
-            "products, else 4096 sampled).",
+            help="Random negatives per step: 0 = full softmax, -1 = auto (full up to "
+            f"{FULL_SOFTMAX_MAX_PRODUCTS:,} products, else {AUTO_NEGATIVES} sampled).",
         ),
-    ] = -1,
+    ] = DEFAULTS.model.num_negatives,
     memory_budget: Annotated[
         float,
         typer.Option(
@@ -83,7 +133,7 @@ def train(
             help="GiB for the propagated feature matrix: float32 if it fits, else float16, "
             "else float16 memory-mapped in $TMPDIR.",
         ),
-    ] = 4.0,
+    ] = DEFAULTS.model.memory_budget,
     nproc: Annotated[
         int,
         typer.Option(
@@ -96,37 +146,23 @@ def train(
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:
     """Train the GNN and the text/graph fusion layer jointly; held-out edges never reach
-    training; the best validation epoch is checkpointed atomically to --out. Ctrl-C/SIGTERM
-    (or --max-minutes) end it gracefully: the epoch in progress is validated and the best
-    checkpoint saved (exit status 130/143 after a signal)."""
-    from fusion.config import WARM_EPOCHS, FusedConfig, TrainConfig, TrainOptions
-    from fusion.pipeline import train as run_train
-    from fusion.training import distributed
+    training; the best validation epoch is checkpointed atomically to --out. Settings: the
+    defaults < --config FILE < flags; the resolved ones are recorded in the checkpoint.
+    Ctrl-C/SIGTERM (or --max-minutes) end it gracefully: the epoch in progress is validated and
+    the best checkpoint saved (exit status 130/143 after a signal)."""
+    with user_errors():
+        options = resolve_options(ctx, config)  # before torch is even imported
+        if nproc > 1:
+            launch(ctx, nproc)
+            return
+        from fusion.pipeline import train as run_train
+        from fusion.training import distributed
+        from fusion.training.callbacks import CSVLogger
 
-    if nproc > 1:
-        launch(ctx, nproc)
-        return
-    if epochs is None:
-        epochs = WARM_EPOCHS if warm_start else TrainConfig.epochs
-
-    options = TrainOptions(
-        task=task,
-        relation=relation,
-        text_model=text_model,
-        device=device,
-        warm_start=warm_start,
-        model=FusedConfig(task=task, dim=dim, num_negatives=negatives, memory_budget=memory_budget),
-        train=TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            max_minutes=max_minutes,
-            replay_ratio=TrainConfig.replay_ratio if replay_ratio is None else replay_ratio,
-        ),
-    )
-    main = distributed.is_main()
-    with user_errors(), progress_bars() if main else nullcontext() as progress:
-        _, result, _ = run_train(store, options, out, log=err.print, progress=progress)
+        main = distributed.is_main()
+        callbacks = [CSVLogger(metrics_csv)] if metrics_csv else []
+        with progress_bars() if main else nullcontext() as progress:
+            _, result, _ = run_train(store, options, out, callbacks, progress)
     if not main:
         return
     typer.echo(
@@ -138,6 +174,23 @@ def train(
         signum = signal.Signals[result.stopped_by.removeprefix("interrupted by ")]
         err.print(f"training was interrupted ({signum.name}); the best checkpoint is saved")
         raise typer.Exit(128 + signum)
+
+
+def resolve_options(ctx: typer.Context, config_file: Path | None) -> TrainOptions:
+    """The run's options: the dataclass defaults < `config_file` < the flags given (a flag left
+    at its default does not override the file)."""
+    overrides: dict[str, Any] = {}
+    for name, key in OPTION_KEYS.items():
+        source = ctx.get_parameter_source(name)
+        # By name: Typer vendors click, so its ParameterSource is not click's enum.
+        if name not in ctx.params or source is None or source.name.startswith("DEFAULT"):
+            continue
+        value = ctx.params[name]
+        if name == "text_fields":
+            value = split_fields(value)
+        section, _, leaf = key.rpartition(".")
+        (overrides.setdefault(section, {}) if section else overrides)[leaf] = value
+    return load_options(config_file, overrides)
 
 
 def launch(ctx: typer.Context, nproc: int) -> None:
@@ -153,8 +206,9 @@ def launch(ctx: typer.Context, nproc: int) -> None:
         raise typer.BadParameter("--nproc cannot be used inside torchrun", param_hint="--nproc")
     argv = []
     for param in ctx.command.params:
-        value = ctx.params[param.name]
-        if param.name == "nproc" or value is None:
+        value, source = ctx.params[param.name], ctx.get_parameter_source(param.name)
+        # Only what the user gave: a default passed on would override --config's value.
+        if param.name == "nproc" or value is None or source is None or source.name != "COMMANDLINE":
             continue
         if getattr(param, "is_flag", False):
             argv.append(param.opts[0] if value else param.secondary_opts[0])
@@ -170,6 +224,10 @@ def launch(ctx: typer.Context, nproc: int) -> None:
         rank, failure = exc.get_first_failure()
         err.print(f"[red]error:[/red] training process {rank} exited with {failure.exitcode}")
         raise typer.Exit(1) from None
+
+
+def split_fields(text: str) -> tuple[str, ...]:
+    return tuple(f.strip() for f in text.split(",") if f.strip())
 
 
 def evaluate(
@@ -195,15 +253,14 @@ def evaluate(
     from fusion.pipeline import evaluate_checkpoint
 
     with user_errors():
-        reports = evaluate_checkpoint(
-            checkpoint, store, baselines, cold_start_epochs, err.print, mask_history
-        )
+        reports = evaluate_checkpoint(checkpoint, store, baselines, cold_start_epochs, mask_history)
     write_reports(reports, report)
     typer.echo(to_json(reports) if as_json else markdown(reports))
     err.print(f"report written to {report}")
 
 
 def pipeline(
+    ctx: typer.Context,
     catalogue: Annotated[
         Path | None,
         typer.Option(
@@ -213,42 +270,38 @@ def pipeline(
     ] = None,
     interactions: Annotated[Path | None, typer.Option(help="Interactions file.")] = None,
     format: Annotated[str, typer.Option("--format", help="Source layout, or auto.")] = "auto",
-    task: Task = "related",
-    relation: Relation = "also_bought",
-    epochs: Epochs = 30,
-    device: Device = "auto",
-    max_minutes: MaxMinutes = 20.0,
+    config: ConfigFile = None,
+    task: Task = DEFAULTS.task,
+    relation: Relation = DEFAULTS.relation,
+    epochs: Epochs = DEFAULTS.train.epochs,
+    device: Device = DEFAULTS.device,
+    max_minutes: MaxMinutes = DEFAULTS.train.max_minutes,
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:
     """Build the graph, train, evaluate against the baselines, and show the related items
     (with explanations) of one sample product: the whole job in one command."""
-    from fusion.config import TrainConfig, TrainOptions
-    from fusion.evaluation.harness import markdown, write_reports
-    from fusion.pipeline import evaluate_checkpoint
-    from fusion.pipeline import train as run_train
-    from fusion.serving.recommender import Recommender
-    from kg.build import build
-    from kg.samples import default_input
-
     console = Console()
-    if catalogue is None:
-        default = default_input()
-        catalogue, interactions = default.catalogue, interactions or default.interactions
-        console.print(f"no --catalogue given: using {default.source}", highlight=False)
     with user_errors():
+        options = resolve_options(ctx, config)  # before torch is even imported
+        from fusion.evaluation.harness import markdown, write_reports
+        from fusion.pipeline import check_options, evaluate_checkpoint
+        from fusion.pipeline import train as run_train
+        from fusion.serving.recommender import Recommender
+        from kg.build import build
+        from kg.samples import default_input
+
+        check_options(options)  # what else can be checked, before the build
+        if catalogue is None:
+            default = default_input()
+            catalogue, interactions = default.catalogue, interactions or default.interactions
+            console.print(f"no --catalogue given: using {default.source}", highlight=False)
         with progress_bars() as progress:
             summary = build(catalogue, interactions, format, store, progress=progress)
         console.print(summary_table(summary))
-        options = TrainOptions(
-            task=task,
-            relation=relation,
-            device=device,
-            train=TrainConfig(epochs=epochs, max_minutes=max_minutes),
-        )
-        model, result, split = run_train(store, options, out, log=err.print)
+        model, result, split = run_train(store, options, out)
         console.print(f"trained: best {result.metric} {result.best:.4f} in {result.seconds:.0f} s")
-        reports = evaluate_checkpoint(out, store, cold_start_epochs=0, log=err.print)
+        reports = evaluate_checkpoint(out, store, cold_start_epochs=0)
         write_reports(reports, DEFAULT_REPORT)
         console.print(markdown(reports))
         with Recommender.load(out, store) as rec:

@@ -14,13 +14,17 @@ from rich.table import Table
 from fusion.cli.common import (
     DEFAULT_REJECTS,
     AsJson,
+    CategorySep,
+    Columns,
     External,
     Format,
+    InteractionColumns,
     Rejects,
     StoreUri,
     Strict,
     err,
     progress_bars,
+    table_columns,
     user_errors,
 )
 
@@ -45,6 +49,9 @@ def update(
     external: External = "stub",
     strict: Strict = False,
     rejects: Rejects = DEFAULT_REJECTS,
+    columns: Columns = None,
+    interaction_columns: InteractionColumns = None,
+    category_sep: CategorySep = None,
     as_json: AsJson = False,
 ) -> None:
     """Apply a catalogue delta (new/changed products, edges, interactions; removals).
@@ -56,9 +63,20 @@ def update(
     Same cleaning and rejects as build. Re-running, also after an interrupted run, is safe."""
     from kg.update import update as run_update  # heavy imports only when the command runs
 
+    with user_errors():
+        tables = table_columns(columns, interaction_columns, category_sep)
     with user_errors(), progress_bars() as progress:
         summary = run_update(
-            catalogue, interactions, remove, format, store, external, strict, rejects, progress
+            catalogue,
+            interactions,
+            remove,
+            format,
+            store,
+            external,
+            strict,
+            rejects,
+            progress,
+            tables,
         )
     if as_json:
         typer.echo(json.dumps(summary.to_json(), indent=2))

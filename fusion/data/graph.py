@@ -3,21 +3,50 @@ task's leakage-free split."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from functools import partial
+from typing import Any
 
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.config import Progress
+from fusion.config import TASKS, Progress, TrainOptions
 from fusion.data.replay import Trained, trained_keys
 from fusion.data.splits import Split, recommend_split, related_split
 from kg.export import to_heterodata
+from kg.schema import Rel
 from kg.stores import Store, open_store
-from text_encoder import TextEncoder, default_cache_dir, encode_products
+from kgrec.errors import InvalidArgumentError, MissingDataError
+from text_encoder import (
+    EncodeSummary,
+    ProductVectors,
+    TextEncoder,
+    TextTemplate,
+    default_cache_dir,
+    encode_products,
+)
+
+log = logging.getLogger(__name__)
 
 
-def load_graph(store_uri: str | None) -> HeteroData:
+def check_store(store: Store, task: str, relation: str) -> None:
+    """Refuse a store that cannot feed the task, from its counts (cheap: no graph export)."""
+    counts = store.counts()
+    if counts["nodes"]["Product"] == 0:
+        raise MissingDataError(f"the store {store.uri} holds no products: run `kgrec build` first")
+    rel = Rel(relation.upper()) if task == "related" else Rel.INTERACTED
+    if counts["relationships"][str(rel)] == 0:
+        raise MissingDataError(f"the store {store.uri} has no {rel.lower()!r} edges to learn from")
+
+
+def load_graph(
+    store_uri: str | None, task: str | None = None, relation: str | None = None
+) -> HeteroData:
+    """The store's graph; with `task` (and `relation`), checked first that it can feed them."""
     with open_store(store_uri) as store:
+        if task is not None:
+            check_store(store, task, relation or "")
         return graph_of(store)
 
 
@@ -25,7 +54,7 @@ def graph_of(store: Store) -> HeteroData:
     """The store's graph as HeteroData; an empty store is an error worth a clear message."""
     data = to_heterodata(store)
     if data["product"].num_nodes == 0:
-        raise ValueError("the store holds no products: run `kgrec build` first")
+        raise MissingDataError("the store holds no products: run `kgrec build` first")
     return data
 
 
@@ -34,16 +63,67 @@ def text_vectors(
     text_model: str | None = None,
     device: str = "auto",
     progress: bool | Progress = True,
+    template: TextTemplate | None = None,
 ) -> tuple[Tensor, str]:
     """Every product's text vector (through the on-disk cache) and the text model's id;
-    `progress`: a tqdm bar (True), none, or a `Progress` callback (step "encoding")."""
+    `progress` as for `encode_graph_text`."""
     encoder = TextEncoder.from_pretrained(text_model, device=device)
+    return encode_graph_text(encoder, data, template, progress), encoder.model_id
+
+
+def encode_graph_text(
+    encoder: TextEncoder,
+    data: HeteroData,
+    template: TextTemplate | None = None,
+    progress: bool | Progress = True,
+) -> Tensor:
+    """The products' text vectors, as `encode_product_text` makes them (the summary logged);
+    `progress`: a progress bar (True), none, or a `Progress` callback (step "encoding")."""
+    vectors, summary = encode_product_text(encoder, data, template, progress)
+    log.info(f"text vectors: {summary}")
+    return vectors.vectors
+
+
+def encode_product_text(
+    encoder: TextEncoder,
+    data: HeteroData,
+    template: TextTemplate | None = None,
+    progress: bool | Progress = True,
+    batch_size: int | None = None,
+) -> tuple[ProductVectors, EncodeSummary]:
+    """The products' texts rendered by `template` and encoded through the shared cache: what
+    `kgrec encode` fills and training, evaluation and queries read."""
     product = data["product"]
     report = partial(progress, "encoding") if callable(progress) else progress
-    vectors, _ = encode_products(
-        encoder, product.node_id, product.text_fields, default_cache_dir(), progress=report
+    return encode_products(
+        encoder,
+        product.node_id,
+        product.text_fields,
+        default_cache_dir(),
+        template=template,
+        batch_size=batch_size,
+        progress=report,
     )
-    return vectors.vectors, encoder.model_id
+
+
+def text_template(fields: tuple[str, ...] | None) -> TextTemplate:
+    """The template rendering these product fields, in order (None: the default fields)."""
+    return TextTemplate() if fields is None else TextTemplate(fields=tuple(fields))
+
+
+def template_record(template: TextTemplate) -> dict[str, object]:
+    """The template as JSON (what a checkpoint records, and `template_of` reads back)."""
+    record = {f.name: getattr(template, f.name) for f in dataclasses.fields(template)}
+    return {**record, "fields": list(template.fields), "labels": dict(template.labels)}
+
+
+def template_of(meta: dict[str, Any]) -> TextTemplate:
+    """The template a checkpoint's texts were rendered with (`read_meta`; checkpoints from
+    before it was recorded: the default)."""
+    record = meta["metrics"].get("text_template")
+    if record is None:
+        return TextTemplate()
+    return TextTemplate(**{**record, "fields": tuple(record["fields"])})
 
 
 def make_split(data: HeteroData, task: str, relation: str, trained: Trained | None = None) -> Split:
@@ -53,10 +133,9 @@ def make_split(data: HeteroData, task: str, relation: str, trained: Trained | No
     if task == "recommend":
         return recommend_split(data)
     if task == "related":
-        if ("product", relation, "product") not in data.edge_types:
-            raise ValueError(f"unknown relation {relation!r}")
+        TrainOptions(task=task, relation=relation)  # a relation outside the schema: refused
         if data["product", relation, "product"].num_edges == 0:
-            raise ValueError(f"the graph has no {relation!r} edges to learn or evaluate")
+            raise MissingDataError(f"the graph has no {relation!r} edges to learn or evaluate")
         seen = None if trained is None else trained_keys(trained, data, "product")
         return related_split(data, relation, trained=seen)
-    raise ValueError(f"task must be 'related' or 'recommend', got {task!r}")
+    raise InvalidArgumentError(f"task must be one of {TASKS}, got {task!r}")

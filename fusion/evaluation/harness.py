@@ -29,6 +29,7 @@ from fusion.evaluation.intervals import (
     percentile_interval,
 )
 from fusion.evaluation.metrics import ranking_metrics, top_k
+from kgrec.errors import MissingDataError
 
 ACCURACY = ("recall", "hr", "ndcg", "mrr")
 BEYOND_K = 10  # length of the lists the beyond-accuracy metrics read
@@ -76,7 +77,7 @@ def score_queries(
     batches."""
     queries = split.queries(stage) if queries is None else queries
     if queries.numel() == 0:
-        raise ValueError(f"{split.task} split has no {stage} queries")
+        raise MissingDataError(f"{split.task} split has no {stage} queries")
     targets, exclusions = split.targets(stage), split.exclusions(stage, mask_history)
     parts: dict[str, list[Tensor]] = {}
     done = 0

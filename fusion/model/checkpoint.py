@@ -36,6 +36,7 @@ from fusion.model.card import graph_counts, kgrec_version, model_card, public_ur
 from fusion.model.fused import FusedModel
 from gnn.encoders import EdgeType
 from kg.export import load_id_maps, save_id_maps
+from kgrec.errors import KgrecError
 
 WEIGHTS, CONFIG, ID_MAPS, META = "weights.safetensors", "config.json", "id_maps.json", "meta.json"
 TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
@@ -55,11 +56,11 @@ ID_TABLES = {
 MIN_PRODUCT_OVERLAP = 0.5
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(KgrecError, ValueError):
     """The checkpoint was trained on another graph or with another text model."""
 
 
-class CheckpointUnreadableError(ValueError):
+class CheckpointUnreadableError(KgrecError, ValueError):
     """A checkpoint file is damaged: truncated, overwritten, or not one kgrec wrote."""
 
 

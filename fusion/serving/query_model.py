@@ -14,13 +14,13 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.data.graph import graph_of
+from fusion.data.graph import encode_graph_text, graph_of, template_of
 from fusion.data.histories import history_matrix
 from fusion.data.splits import user_histories
 from fusion.model.checkpoint import load_checkpoint, read_meta
 from fusion.model.fused import FusedModel
 from kg.stores import Store
-from text_encoder import TextEncoder, default_cache_dir, encode_products
+from text_encoder import TextEncoder
 
 
 class FusedQueryModel:
@@ -67,11 +67,6 @@ def load_query_model(checkpoint_dir: str | Path, store: Store) -> FusedQueryMode
     meta = read_meta(checkpoint_dir)
     graph = graph_of(store)
     encoder = TextEncoder.from_pretrained(meta["text_model"], device="cpu")
-    product = graph["product"]
-    vectors, _ = encode_products(
-        encoder, product.node_id, product.text_fields, default_cache_dir(), progress=False
-    )
-    model = load_checkpoint(
-        checkpoint_dir, graph, vectors.vectors, encoder.model_id, allow_new_nodes=True
-    )
+    text = encode_graph_text(encoder, graph, template_of(meta), progress=False)
+    model = load_checkpoint(checkpoint_dir, graph, text, encoder.model_id, allow_new_nodes=True)
     return FusedQueryModel(model, graph, encoder)

@@ -26,6 +26,7 @@ from fusion.serving.rerank import ProductSimilarity, labels, mmr, pool_size
 from kg.paths import Neo4jView, Path, category_name, kg_view, text_paths
 from kg.schema import CATEGORY_PATH_SEP, Product
 from kg.stores import Store, open_store
+from kgrec.errors import InvalidArgumentError, KgrecError
 from text_encoder.template import render_product_text
 
 # Bound on how far bfloat16 rounding moves the cosine of two unit vectors (`_nearest`): 2⁻⁸
@@ -55,7 +56,7 @@ class QueryModel(Protocol):
         ...
 
 
-class UnknownIdError(LookupError):
+class UnknownIdError(KgrecError, LookupError):
     """A product or user id that neither the model nor the graph knows."""
 
     def __init__(self, kind: str, id_: str, why: str = "not in the model nor in the graph") -> None:
@@ -76,7 +77,7 @@ class Filters(BaseModel):
     def _price_range(self) -> Filters:
         lo, hi = self.min_price, self.max_price
         if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"min_price {lo} > max_price {hi}")
+            raise InvalidArgumentError(f"min_price {lo} > max_price {hi}")
         return self
 
 
@@ -243,7 +244,7 @@ class Recommender:
     ) -> list[Result]:
         """Products matching a free-text query."""
         if not text.strip():
-            raise ValueError("search text is empty")
+            raise InvalidArgumentError("search text is empty")
         with torch.no_grad():
             query = F.normalize(self.model.text_to_vectors([text])[0].float(), dim=0)
         hits = self._nearest(query, k, filters, [])
@@ -385,7 +386,7 @@ class Recommender:
 
 def _check_k(k: int) -> None:
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise InvalidArgumentError(f"k must be at least 1, got {k}")
 
 
 def top_related(vectors: Tensor, k: int, chunk: int = 1024) -> Iterator[tuple[int, Tensor, Tensor]]:

@@ -12,11 +12,12 @@ learning-rate step on every product row, rarely-bought products' included).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import random
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -31,9 +32,13 @@ from fusion.data.splits import RecSplit, Split
 from fusion.evaluation.harness import evaluate_scorer
 from fusion.model.fused import FusedModel
 from fusion.training import distributed
+from fusion.training.callbacks import Callback
 from fusion.training.device import autocast, resolve_device
 from fusion.training.stop import TIME_BUDGET, StopFlag, stop_on_signals
 from fusion.training.tasks import RecommendTask, RelatedTask
+from kgrec.errors import MissingDataError
+
+log = logging.getLogger(__name__)
 
 SCORE_BLOCK_BYTES = 256 * 2**20  # validation scores held at once (~256 MiB)
 
@@ -67,10 +72,10 @@ def fit(
     model: FusedModel,
     split: Split,
     config: TrainConfig | None = None,
-    log: Callable[[str], None] | None = None,
     trained: Trained | None = None,
     optimizer_state: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train `model` on `split`, keep the weights of the best validation epoch, and leave the
     model in eval mode, ready for `full_sort_predict`. A warm start passes `trained` (the pairs
@@ -81,7 +86,8 @@ def fit(
     `config.max_minutes` is checked after every step, and SIGINT/SIGTERM (main thread) ask for
     the same graceful end: the epoch in progress stops, is validated once, and the best weights
     are kept (`TrainResult.stopped_by` says why). `progress(step, done, total)` hears about
-    propagation, each epoch's steps and validation. Under torchrun the model trains with DDP
+    propagation, each epoch's steps and validation; `callbacks` see each epoch's metrics and
+    the result (`fusion.training.callbacks`). Under torchrun the model trains with DDP
     (`fusion.training.distributed`): each rank takes its shard of every batch, rank 0 validates."""
     config = config or TrainConfig()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -90,20 +96,23 @@ def fit(
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
         with stop_on_signals(StopFlag(config.max_minutes)) as stop:
-            return _fit(model, split, config, log, trained, optimizer_state, progress, stop)
+            result = _fit(model, split, config, trained, optimizer_state, progress, stop, callbacks)
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    for callback in callbacks:
+        callback.on_train_end(result)
+    return result
 
 
 def _fit(
     model: FusedModel,
     split: Split,
     config: TrainConfig,
-    log: Callable[[str], None] | None,
     trained: Trained | None,
     optimizer_state: dict[str, Any] | None,
     progress: Progress | None,
     stop: StopFlag,
+    callbacks: Sequence[Callback],
 ) -> TrainResult:
     seed_everything(config.seed)
     device = resolve_device(config.device)
@@ -112,9 +121,11 @@ def _fit(
     kind = RecommendTask if isinstance(split, RecSplit) else RelatedTask
     task = kind(model, split, trained, config)
     if task.window == 0:
-        raise ValueError("nothing new to train on: every training target is in the checkpoint")
-    if log and task.window is not None:
-        log(f"warm start: {task.window} new targets + {len(task) - task.window} replayed")
+        raise MissingDataError(
+            "nothing new to train on: every training target is in the checkpoint"
+        )
+    if task.window is not None:
+        log.info(f"warm start: {task.window} new targets + {len(task) - task.window} replayed")
     valid = split.sample_queries("valid", config.valid_queries, config.seed)
     # Without a validation stage (cold start) the best epoch is the lowest training loss.
     metric = (config.metric or task.metric) if valid.numel() else "-loss"
@@ -148,16 +159,11 @@ def _fit(
         score = (
             validated(model, split, valid, metric, progress) if valid.numel() else -total / steps
         )
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": total / steps,
-                metric: score,
-                "seconds": time.perf_counter() - start,
-            }
-        )
-        if log:
-            log(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
+        metrics = {"loss": total / steps, metric: score, "seconds": time.perf_counter() - start}
+        history.append({"epoch": epoch, **metrics})
+        log.info(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, metrics)
         if score > best:
             best, best_epoch = score, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -14,10 +14,16 @@ from kg.readers.amazon2018 import read_amazon2018
 from kg.readers.amazon2023 import read_amazon2023
 from kg.readers.base import ReadCatalogue, first_lines, resolve_log
 from kg.readers.beauty import beauty_file, read_beauty
-from kg.readers.generic import DEFAULT_PRODUCT_COLUMNS, read_table_catalogue
+from kg.readers.generic import (
+    CATEGORY_SEP,
+    DEFAULT_PRODUCT_COLUMNS,
+    is_parquet,
+    read_table_catalogue,
+)
 from kg.readers.interactions import read_interactions
 from kg.readers.rees46 import read_rees46
 from kg.rejects import RejectLog
+from kgrec.errors import InvalidArgumentError
 
 _READERS: dict[str, Callable[[Path, RejectLog], ReadCatalogue]] = {
     "amazon2014": read_amazon2014,
@@ -26,11 +32,15 @@ _READERS: dict[str, Callable[[Path, RejectLog], ReadCatalogue]] = {
     "beauty": read_beauty,
     "rees46": read_rees46,
 }
-FORMATS = (*_READERS, "csv", "jsonl")
+TABLE_FORMATS = ("csv", "jsonl", "parquet")  # users' own exports, read through a column mapping
+FORMATS = (*_READERS, *TABLE_FORMATS)
 
 
-def detect_format(path: str | Path, log: RejectLog | None = None) -> str | None:
+def detect_format(
+    path: str | Path, log: RejectLog | None = None, tables_only: bool = False
+) -> str | None:
     """The layout of `path` from its shape and first lines; None if it cannot be read.
+    `tables_only`: one of `TABLE_FORMATS` (a column mapping says the file is the user's own).
 
     A table is told by its header (the first line). Object-per-line files are told by a vote
     of their first `DETECT_LINES` lines, each parsed: the most common layout wins, a tie goes
@@ -39,10 +49,14 @@ def detect_format(path: str | Path, log: RejectLog | None = None) -> str | None:
     path = Path(path)
     if path.is_dir():
         return "beauty" if beauty_file(path, "product.txt").exists() else None
+    if is_parquet(path):
+        return "parquet"
     head = first_lines(path, resolve_log(log))
     if not head:
         return None
     first = head[0][1].lstrip()
+    if tables_only:
+        return "jsonl" if first.startswith("{") else "csv"
     if not first.startswith("{"):
         return "rees46" if first.startswith("event_time,event_type,") else "csv"
     votes = Counter(layout for _, line in head if (layout := _object_layout(line)))
@@ -74,27 +88,28 @@ def read_catalogue(
     *,
     columns: Mapping[str, str] | None = None,
     interaction_columns: Mapping[str, str] | None = None,
-    category_sep: str = ">",
+    category_sep: str = CATEGORY_SEP,
 ) -> ReadCatalogue:
     """Read a catalogue in any supported layout (`FORMATS`, or "auto" to detect it).
 
     `interactions` is a second file of interactions: review JSON lines / ratings CSV, or any
     table when `interaction_columns` maps its columns. `columns` and `category_sep` apply to
-    the csv/jsonl product layouts. Without a `log` the first bad row raises `BadInputError`.
+    the csv/jsonl/parquet product layouts (with `columns`, "auto" picks among those).
+    Without a `log` the first bad row raises `BadInputError`.
     The result is raw: run `kg.cleaning.clean` on it before storing.
     """
     log = resolve_log(log)
     if fmt == "auto":
-        fmt = detect_format(path, log) or "unknown"
+        fmt = detect_format(path, log, tables_only=columns is not None) or "unknown"
     if fmt in _READERS:
         catalogue = _READERS[fmt](Path(path), log)
-    elif fmt in ("csv", "jsonl"):
+    elif fmt in TABLE_FORMATS:
         products = columns or DEFAULT_PRODUCT_COLUMNS
         catalogue = read_table_catalogue(path, products, log=log, category_sep=category_sep)
     elif fmt == "unknown":
         return ReadCatalogue()  # unreadable: already logged by detection
     else:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        raise InvalidArgumentError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if interactions is not None:
         if interaction_columns:
             extra = read_table_catalogue(interactions, interactions=interaction_columns, log=log)

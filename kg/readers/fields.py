@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 from kg.schema import CATEGORY_PATH_SEP
 from kg.text import UNSAFE_CHARS
+from kgrec.errors import KgrecError
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 
-class RowError(ValueError):
+class RowError(KgrecError, ValueError):
     """A row that cannot be used; the reader logs it (file, line) and moves on."""
 
 

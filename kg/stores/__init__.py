@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from kg.stores.base import Progress, Snapshot, Store, StoreError
 from kg.stores.embedded import EmbeddedStore
 from kg.stores.neo4j_store import Neo4jStore
 from kg.stores.uri import redact, split_credentials
+from kgrec import settings as env
 
 __all__ = [
     "EmbeddedStore",
@@ -48,8 +47,8 @@ def open_store(uri: str | None = None) -> Store:
             return Neo4jStore(settings.uri, settings.user, settings.password)
         _, user, password = split_credentials(uri)
         if password is None:
-            password = os.environ.get("NEO4J_PASSWORD")
-            user = user or os.environ.get("NEO4J_USER")
+            password = env.neo4j_password()
+            user = user or env.neo4j_user()
         if password is not None:
             return Neo4jStore(uri, user or server.USER, password)
         settings = server.connection_settings()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kg.schema import Catalogue, Label, Product, Rel
+from kgrec.errors import KgrecError
 
 # Called as progress(step, done, total) while a write runs; step is a label or relationship name.
 Progress = Callable[[str, int, int], None]
@@ -18,7 +19,7 @@ Progress = Callable[[str, int, int], None]
 EDGE_RELS: tuple[Rel, ...] = tuple(rel for rel in Rel if rel != Rel.INTERACTED)
 
 
-class StoreError(RuntimeError):
+class StoreError(KgrecError, RuntimeError):
     """A store cannot be opened or used (server down, bad URI, unreadable files)."""
 
 

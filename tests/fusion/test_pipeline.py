@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import shutil
 import traceback
@@ -23,12 +24,13 @@ import torch
 from typer.testing import CliRunner, Result
 
 from fusion.cli import app
-from fusion.config import WARM_EPOCHS, TrainConfig, TrainOptions
+from fusion.config import WARM_EPOCHS, FusedConfig, TrainConfig, TrainOptions
 from fusion.data.graph import load_graph, make_split, text_vectors
 from fusion.model.checkpoint import CONFIG, ID_MAPS, META, OPTIMIZER, WEIGHTS, read_trained
 from fusion.pipeline import train, warm_model
 from fusion.serving.publish import RELATED_QUERY, VECTOR_QUERY
 from kg.stores import open_store
+from text_encoder import TextTemplate
 
 MAGAZINE = Path(os.environ["KGREC_DATA"]) / "amazon-magazine-2018"
 META_FILE = MAGAZINE / "meta_Magazine_Subscriptions.json.gz"
@@ -88,19 +90,9 @@ def built(neo4j_settings, work: Path, slice_rows) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def model(built, work: Path) -> Path:
     out = work / "model"
-    ok(
-        "train",
-        "--task",
-        "related",
-        "--relation",
-        "also_bought",
-        "--epochs",
-        "2",
-        "--max-minutes",
-        "3",
-        "--out",
-        out,
-    )
+    run_file = work / "run.yaml"  # settings from a run file, one of them overridden by a flag
+    run_file.write_text("task: related\nrelation: also_bought\ntrain:\n  epochs: 5\n")
+    ok("train", "--config", run_file, "--epochs", "2", "--max-minutes", "3", "--out", out)
     return out
 
 
@@ -130,6 +122,10 @@ def test_train_writes_a_complete_checkpoint(model: Path):
         assert (model / name).is_file(), name
     meta = json.loads((model / META).read_text())
     assert meta["metrics"]["relation"] == "also_bought"
+    options = meta["metrics"]["options"]  # the resolved settings, every layer applied
+    assert (options["relation"], options["train"]["epochs"]) == ("also_bought", 2)
+    assert options["train"]["max_minutes"] == 3 and options["model"] == FusedConfig().to_dict()
+    assert meta["metrics"]["text_template"]["fields"] == list(TextTemplate().fields)
     assert json.loads((model / CONFIG).read_text())["task"] == "related"
 
 
@@ -257,16 +253,18 @@ def test_warm_start_trains_on_what_is_new(model: Path, work: Path, slice_rows):
     assert "Traceback" not in refused.output + refused.stderr and not (work / "no").exists()
 
 
-def test_a_checkpoint_without_optimizer_state_warm_starts_afresh(model: Path, work: Path):
+def test_a_checkpoint_without_optimizer_state_warm_starts_afresh(model: Path, work: Path, caplog):
     older = work / "no-optimizer-state"
     shutil.copytree(model, older)
     (older / OPTIMIZER).unlink()
     data = load_graph(None)
     split = make_split(data, "related", "also_bought", read_trained(older))
     text, text_model = text_vectors(data, progress=False)
-    said: list[str] = []
-    warm, state = warm_model(older, split, text, text_model, said.append)
-    assert state is None and said == [f"{older} holds no optimizer state: Adam starts afresh"]
+    with caplog.at_level(logging.INFO, logger="fusion.pipeline"):
+        warm, state = warm_model(older, split, text, text_model)
+    assert state is None
+    said = [r.getMessage() for r in caplog.records if r.name == "fusion.pipeline"]
+    assert said == [f"{older} holds no optimizer state: Adam starts afresh"]
     assert warm.training and warm_model(model, split, text, text_model)[1] is not None
 
 
@@ -318,3 +316,19 @@ def test_checkpoint_of_another_text_model_is_refused(model: Path, work: Path, qu
         assert result.exit_code == 1
         assert "other/model" in result.stderr and "text model" in result.stderr
         assert "Traceback" not in result.output + result.stderr
+
+
+def test_encode_feeds_training_with_the_same_text_fields(model: Path, work: Path, query_id: str):
+    fields = "title,brand"
+    encoded = ok("encode", "--text-fields", fields, "--no-progress")
+    assert f"text fields {fields}" in encoded.stdout
+    out = work / "model-fields"
+    trained = ok("train", "--text-fields", fields, "--epochs", "1", "--out", out)
+    assert " 0 encoded, " in trained.stderr  # every vector came from what encode cached
+    meta = json.loads((out / META).read_text())
+    assert meta["metrics"]["text_template"]["fields"] == ["title", "brand"]
+    assert meta["metrics"]["options"]["text_fields"] == ["title", "brand"]
+    assert answers(ok("related", query_id, "--checkpoint", out, "--json"))
+    other = run("train", "--warm-start", out, "--text-fields", "title", "--out", work / "no-fields")
+    assert other.exit_code == 1 and "trained on text fields title,brand, not title" in other.stderr
+    assert not (work / "no-fields").exists()

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,10 @@ from kg.readers import (
     read_rees46,
     read_table_catalogue,
 )
+from kg.readers.generic import INTERACTION_KEYS, parse_columns
 from kg.rejects import BadInputError, RejectLog
 from kg.schema import CATEGORY_PATH_SEP, Rel
+from kgrec.errors import InvalidArgumentError
 
 DATA = Path(os.environ["KGREC_DATA"])
 MAGAZINE = DATA / "amazon-magazine-2018"
@@ -267,7 +270,7 @@ def test_format_detection_and_override():
     assert set(forced.products) == {"B000000001"}  # the only line with an `asin`
     assert set(lines_of(log)) == {1, 2, 3}
     with pytest.raises(ValueError, match="unknown format"):
-        read_catalogue(FIXTURES / "products.csv", fmt="parquet")
+        read_catalogue(FIXTURES / "products.csv", fmt="xml")
 
 
 def test_unreadable_files_are_rejects(tmp_path):
@@ -418,3 +421,75 @@ def test_conflicting_duplicates_are_reported_first_row_wins(tmp_path):
             "kept": f"{path}:1",
         }
     ]
+
+
+@pytest.fixture
+def own_parquet(tmp_path: Path) -> Path:
+    """A user's own export as Parquet: a list-typed category path, a null id, a timestamp."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    when = datetime(2024, 1, 2, 3, 4, 5)  # no zone: taken as UTC, as in the text formats
+    table = pa.table(
+        {
+            "sku": ["SKU-1", "SKU-2", None, "SKU-1"],
+            "name": ["Blue Kettle", "Red Toaster", "Nameless", None],
+            "maker": ["Acme", None, "Acme", "Acme"],
+            "cat_path": [["Home", "Kitchen", "Kettles"], ["Home", "Kitchen"], ["Home"], None],
+            "price": [19.99, None, 1.0, 19.99],
+            "uid": ["u1", "u2", "u3", "u2"],
+            "when": [when, when, when, None],
+        }
+    )
+    path = tmp_path / "export.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+PARQUET_COLUMNS = "id=sku,title=name,brand=maker,category=cat_path"
+
+
+def test_parquet_exports_read_through_a_column_mapping(own_parquet: Path):
+    assert detect_format(own_parquet) == "parquet"
+    log = RejectLog()
+    catalogue = read_table_catalogue(
+        own_parquet,
+        parse_columns(PARQUET_COLUMNS),
+        parse_columns("user=uid,item=sku,ts=when", INTERACTION_KEYS),
+        log,
+    )
+    assert set(catalogue.products) == {"SKU-1", "SKU-2"} and catalogue.duplicate_products == 1
+    kettle = catalogue.products["SKU-1"]
+    assert (kettle.title, kettle.brand, kettle.price) == ("Blue Kettle", "Acme", 19.99)
+    assert kettle.categories == [CATEGORY_PATH_SEP.join(["Home", "Kitchen", "Kettles"])]
+    assert catalogue.products["SKU-2"].brand is None
+    assert [(i.user, i.product, i.ts) for i in catalogue.interactions] == [
+        ("u1", "SKU-1", 1_704_164_645.0),
+        ("u2", "SKU-2", 1_704_164_645.0),
+        ("u2", "SKU-1", None),
+    ]
+    assert lines_of(log) == {3: "missing sku"}  # Parquet rows are numbered from 1
+    # "auto" with a mapping: the user's own table, whatever its first row looks like.
+    auto = read_catalogue(own_parquet, log=RejectLog(), columns=parse_columns(PARQUET_COLUMNS))
+    assert set(auto.products) == {"SKU-1", "SKU-2"}
+
+
+def test_a_damaged_parquet_file_is_a_reject(own_parquet: Path, tmp_path: Path):
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(own_parquet.read_bytes()[:-40])
+    log = RejectLog()
+    assert not read_table_catalogue(cut, parse_columns(PARQUET_COLUMNS), log=log).products
+    assert "unreadable file" in log.rejects[0].reason and log.rejects[0].file == str(cut)
+
+
+def test_column_mappings_from_the_command_line():
+    assert parse_columns("id=sku, title = name") == {
+        **{k: k for k in ("id", "title", "description", "brand", "category", "price")},
+        "id": "sku",
+        "title": "name",
+    }
+    with pytest.raises(InvalidArgumentError, match="unknown key 'idd'.*known: id, title"):
+        parse_columns("idd=sku")
+    with pytest.raises(InvalidArgumentError, match="'id': expected KEY=COLUMN"):
+        parse_columns("id")
+    assert parse_columns("user=uid", INTERACTION_KEYS)["item"] == "item"

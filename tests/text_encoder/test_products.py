@@ -1,4 +1,5 @@
-"""Catalogue-level encoding, the vectors file and the `kgrec encode` command."""
+"""Catalogue-level encoding, the vectors file and the `kgrec encode` command (which fills the
+cache training reads)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from fusion.cli.encode_cmd import encode
+from fusion.data.graph import encode_graph_text, text_template
 from text_encoder import (
     ProductVectors,
     TextEncoder,
@@ -82,24 +84,34 @@ def cli(monkeypatch, fake_encoder):
     return lambda *args: CliRunner().invoke(_app(), list(args)), opened
 
 
-def test_cli_writes_vectors_and_summary(tmp_path, cli):
+def test_cli_fills_the_cache_training_reads(tmp_path, cli, monkeypatch, fake_encoder):
     run, opened = cli
+    monkeypatch.setenv("KGREC_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "vectors.pt"
-    args = [
-        "--store",
-        "embedded:/x",
-        "--out",
-        str(out),
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--no-progress",
-    ]
+    args = ["--store", "embedded:/x", "--out", str(out), "--no-progress"]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert opened == ["embedded:/x"]
     assert "3 products: 3 encoded, 0 from cache, 2 with empty text" in result.output
     assert ProductVectors.load(out).node_id == IDS
     assert "0 encoded, 3 from cache" in run(*args).output
+    # Training's encoding step (same template, same cache) finds every vector.
+    data = {"product": SimpleNamespace(node_id=IDS, text_fields=FIELDS)}
+    assert torch.equal(encode_graph_text(fake_encoder, data), ProductVectors.load(out).vectors)
+    assert len(list((tmp_path / "cache").rglob("*"))) > 0
+
+
+def test_cli_text_fields_make_the_text_training_uses(tmp_path, cli, monkeypatch, fake_encoder):
+    run, _ = cli
+    monkeypatch.setenv("KGREC_CACHE", str(tmp_path / "cache"))
+    result = run("--text-fields", "brand, title", "--no-progress", "--out", tmp_path / "v.pt")
+    assert result.exit_code == 0, result.output
+    assert "text fields brand,title" in result.output
+    template = text_template(("brand", "title"))
+    expected = fake_encoder.encode([render_product_text(f, template) for f in FIELDS])
+    assert torch.equal(ProductVectors.load(tmp_path / "v.pt").vectors, expected)
+    data = {"product": SimpleNamespace(node_id=IDS, text_fields=FIELDS)}
+    assert torch.equal(encode_graph_text(fake_encoder, data, template), expected)
 
 
 def test_cli_bad_model_is_a_clear_error(tmp_path):

@@ -128,7 +128,7 @@ def test_warm_start_trains_on_the_window_and_a_replay_sample(beauty):
     )
     model.calculate_loss = lambda batch: epochs[-1].extend(batch["target"].tolist()) or loss(batch)
     config = TrainConfig(**{**FAST, "epochs": 2, "replay_ratio": 0.5})
-    result = fit(model, split, config, None, trained)
+    result = fit(model, split, config, trained)
     assert (result.window, result.targets) == (len(window), len(task))
     assert len(epochs) == 2 and all(len(e) == len(task) for e in epochs)
     window_targets = sorted(p for _, p in window)
@@ -166,7 +166,7 @@ def test_warm_start_resumes_the_optimizer(beauty):
     trained: dict[str, list[str]] = {}
     for s, t in split.train_edges[:, ::2].t().tolist():  # half the edges were trained on
         trained.setdefault(products[s], []).append(products[t])
-    second = fit(model.train(), split, config, None, trained, first.optimizer_state)
+    second = fit(model.train(), split, config, trained, first.optimizer_state)
     # Adam's step counts go on from where the first run's best epoch left them.
     counts = {state["step"].item() for state in second.optimizer_state["state"].values()}
     assert counts == {len(steps)} and len(steps) > cold_steps
@@ -176,4 +176,4 @@ def test_warm_start_resumes_the_optimizer(beauty):
 def test_warm_start_with_nothing_new_is_refused(beauty):
     split = related_split(beauty, "bought_together")
     with pytest.raises(ValueError, match="nothing new"):
-        fit(make(split, "related"), split, TrainConfig(**FAST), None, trained_pairs(split))
+        fit(make(split, "related"), split, TrainConfig(**FAST), trained_pairs(split))
