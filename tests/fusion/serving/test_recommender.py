@@ -284,8 +284,8 @@ def cli(monkeypatch, tmp_path, model):
     from fusion.cli import app
 
     write_slice(EmbeddedStore(tmp_path / "graph"))
-    monkeypatch.setattr(fusion.query, "read_meta", lambda _dir: {})
-    monkeypatch.setattr(fusion.query, "load_query_model", lambda _dir, _store: model)
+    monkeypatch.setattr(fusion.serving.recommender, "read_meta", lambda _dir: {})
+    monkeypatch.setattr(fusion.serving.recommender, "load_query_model", lambda _dir, _store: model)
     common = ["--checkpoint", str(tmp_path / "ckpt"), "--store", f"embedded:{tmp_path}/graph"]
     return lambda *args: CliRunner().invoke(app, [*args, *common])
 
