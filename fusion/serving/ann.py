@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -60,6 +61,25 @@ class AnnIndex:
         # hnswlib searches with breadth max(ef, count): no per-call set_ef (not thread-safe).
         labels, _ = self.index.knn_query(query.float().numpy()[None], k=count, num_threads=1)
         return torch.from_numpy(labels[0].astype(np.int64))
+
+    def top_related(
+        self, vectors: Tensor, k: int, chunk: int = 1024
+    ) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """(start row, scores [B, k], indices [B, k]) per chunk of the indexed unit `vectors`, as
+        `fusion.serving.recommender.top_related` gives exactly: each product's k nearest others
+        among its ANN candidates, by exact cosine (for publishing RELATED_TO at scale)."""
+        n = vectors.shape[0]
+        k = min(k, n - 1)
+        fetch = min(max(k + 1, EF_SEARCH // 2), n)
+        for start in range(0, n, chunk):
+            block = vectors[start : start + chunk]
+            labels, _ = self.index.knn_query(block.float().numpy(), k=fetch)
+            candidates = torch.from_numpy(labels.astype(np.int64))
+            scores = torch.einsum("bd,bcd->bc", block, vectors[candidates])
+            rows = torch.arange(start, start + len(block)).unsqueeze(1)
+            scores = scores.masked_fill(candidates == rows, float("-inf"))
+            top, pos = torch.topk(scores, k, dim=1)
+            yield start, top, candidates.gather(1, pos)
 
     def save(self, directory: str | Path) -> None:
         """Write the index and its identity into `directory` (files replaced atomically)."""

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from fusion.serving import ann
 from fusion.serving.ann import AnnIndex, load_or_build
-from fusion.serving.recommender import Filters, Recommender
+from fusion.serving.recommender import Filters, Recommender, top_related
 from kg.stores import EmbeddedStore
 from tests.fusion.serving.test_recommender import TinyModel, beauty_slice, write_slice
 
@@ -142,3 +142,20 @@ def test_an_index_of_other_products_is_refused(approx):
     vectors = approx.vectors[:10]
     with pytest.raises(ValueError, match="ANN index of 10 products"):
         approx.use_ann(AnnIndex.build(vectors, approx.product_ids[:10]))
+
+
+def test_ann_top_related_matches_the_exact_ranking_publish_uses():
+    vectors = clustered(2000)
+    index = AnnIndex.build(vectors, [f"p{i}" for i in range(len(vectors))])
+    exact = {start: idx for start, _, idx in top_related(vectors, 10, chunk=512)}
+    hits = 0
+    for start, scores, idx in index.top_related(vectors, 10, chunk=512):
+        rows = torch.arange(start, start + len(idx)).unsqueeze(1)
+        assert not (idx == rows).any()  # never the product itself
+        assert (scores[:, :-1] >= scores[:, 1:]).all()
+        cosines = torch.einsum("bd,bkd->bk", vectors[start : start + len(idx)], vectors[idx])
+        assert torch.allclose(scores, cosines, atol=1e-6)  # exact scores
+        hits += sum(
+            len(set(a) & set(b)) for a, b in zip(idx.tolist(), exact[start].tolist(), strict=True)
+        )
+    assert hits / (10 * len(vectors)) >= 0.98
