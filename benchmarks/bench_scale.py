@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -198,24 +199,10 @@ def measure_size(n: int, args: argparse.Namespace, log_path: Path) -> dict:
     row["build"] = step("build", str(work), str(work / "rejects.jsonl"))
     row["export"] = step("export")
     ckpt = work / "model"
-    train = run(
-        [
-            "kgrec",
-            "train",
-            "--task",
-            "related",
-            "--relation",
-            "also_bought",
-            "--epochs",
-            "1",
-            "--max-minutes",
-            str(args.max_minutes),
-            "--out",
-            str(ckpt),
-            *store,
-        ],
-        log_path,
-    )
+    shutil.rmtree(ckpt, ignore_errors=True)  # a stale model must not stand in for this one
+    train_cmd = "kgrec train --task related --relation also_bought --epochs 1 --max-minutes"
+    cmd = [*train_cmd.split(), str(args.max_minutes), "--out", str(ckpt), *store]
+    train = run(cmd, log_path)
     train["summary"] = train.pop("stdout").strip().splitlines()[-1:]  # "best … in N s (peak …)"
     row["train"] = train
     if (ckpt / "meta.json").exists():
