@@ -90,7 +90,10 @@ def load_reference(directory: Path = REAL) -> Reference:
             into[list(targets)] += 1
         out_degree[rel], in_degree[rel] = out, into
     names = _lines(directory / "category.txt.gz")
-    categories = [[names[int(c)] for c in line.split()] for line in _lines(directory / "category_p_c.txt.gz")[:n]]
+    categories = [
+        [names[int(c)] for c in line.split()]
+        for line in _lines(directory / "category_p_c.txt.gz")[:n]
+    ]
     brand_of = [line.strip() for line in _lines(directory / "brand_p_b.txt.gz")[:n]]
     brand_names = [b for b in _lines(directory / "brand.txt.gz") if b.strip()]
     sizes = Counter(b for b in brand_of if b)
@@ -195,12 +198,30 @@ def _write_sequences(
         for start in range(0, users, CHUNK):
             count = min(CHUNK, users - start)
             lengths = ref.sequence_lengths[rng.integers(0, len(ref.sequence_lengths), count)]
-            items = np.searchsorted(cumulative, rng.random(lengths.sum()) * cumulative[-1], "right")
+            lengths = np.minimum(lengths, np.count_nonzero(weight))  # tiny catalogues
             user = np.repeat(np.arange(start, start + count), lengths)
+            items = _distinct_per_user(user, cumulative, rng)
             lines = _joined(user, items + 1, start, count)
             f.write("\n".join(f"{start + i + 1} {line}" for i, line in enumerate(lines)) + "\n")
             total += int(lengths.sum())
     return total
+
+
+def _distinct_per_user(
+    user: np.ndarray, cumulative: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """An item per entry of `user`, drawn ∝ the weights whose running sum is `cumulative`,
+    never twice for one user (as in the real sequences): repeats are drawn again."""
+    items = np.zeros(len(user), np.int64)
+    redraw = np.ones(len(user), bool)
+    while redraw.any():
+        draws = rng.random(int(redraw.sum())) * cumulative[-1]
+        items[redraw] = np.searchsorted(cumulative, draws, side="right")
+        codes = user * len(cumulative) + items
+        _, first = np.unique(codes, return_index=True)
+        redraw = np.ones(len(user), bool)
+        redraw[first] = False
+    return items
 
 
 def _write_json_map(path: Path, maps: dict[str, list[str]]) -> None:
@@ -252,7 +273,9 @@ def generate(
     brand_names = sorted({b for b in brand_of_profile if b})
     brand_index = {b: str(i) for i, b in enumerate(brand_names)}
     _write_rows(out / "brand.txt", brand_names)
-    _write_rows(out / "brand_p_b.txt", [brand_index.get(brand_of_profile[j], "") for j in profile_of])
+    _write_rows(
+        out / "brand_p_b.txt", [brand_index.get(brand_of_profile[j], "") for j in profile_of]
+    )
     category_names = sorted({c for cats in ref.categories for c in cats})
     category_index = {c: str(i) for i, c in enumerate(category_names)}
     _write_rows(out / "category.txt", category_names)
@@ -300,7 +323,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="directory to write (kgrec build --catalogue OUT)")
     parser.add_argument("--products", type=int, default=1_000_000)
-    parser.add_argument("--users", type=int, default=None, help="default: from --interactions-per-product")
+    parser.add_argument(
+        "--users", type=int, default=None, help="default: from --interactions-per-product"
+    )
     parser.add_argument(
         "--text-pool",
         type=int,
@@ -314,7 +339,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     manifest = generate(
-        args.out, args.products, args.users, args.text_pool, args.interactions_per_product, args.seed
+        args.out,
+        args.products,
+        args.users,
+        args.text_pool,
+        args.interactions_per_product,
+        args.seed,
     )
     print(json.dumps(manifest, indent=2))
 
