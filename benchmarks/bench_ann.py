@@ -198,7 +198,7 @@ def measure(
             "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 3),
         }
         sweep.append(point)
-        print(lib.name, len(vectors), point, flush=True)
+        print(lib.name, len(vectors), f"build {build:.0f} s", point, flush=True)
         if point["recall@10"] >= RECALL_TARGET:
             break
     row["sweep"] = sweep
@@ -236,18 +236,22 @@ def main() -> None:
                     **row,
                 }
             )
+            _write(args.out, results)  # after each library: a long run keeps what it measured
+    print(f"wrote {args.out}")
+
+
+def _write(out: Path, results: list[dict]) -> None:
     report = {
         "what": "HNSW libraries over clustered unit vectors (see benchmarks/bench_ann.py); "
         "recall@10 vs exact inner product, query = one product of the index, itself left out; "
         "one query thread",
         "build_threads": _threads(),
         "recall_target": RECALL_TARGET,
-        "load_average_at_end": os.getloadavg(),
+        "load_average": os.getloadavg(),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

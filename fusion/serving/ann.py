@@ -25,7 +25,7 @@ INDEX_FILE, META_FILE, LOCK_FILE = "ann_hnsw.bin", "ann_hnsw.json", "ann_hnsw.lo
 # Graph degree and build breadth (benchmarks/results/ann_choice.json).
 M, EF_CONSTRUCTION = 16, 100
 # Search breadth; a search for n candidates uses max(n, EF_SEARCH). `related` fetches ≥ 100.
-EF_SEARCH = 128
+EF_SEARCH = 256
 # Rows compared when checking that a saved index holds these vectors.
 _CHECK_ROWS = 256
 _CHECK_TOLERANCE = 1e-4
