@@ -1,4 +1,4 @@
-"""Approximate nearest neighbours for related items in large catalogues: an HNSW graph (hnswlib,
+"""Approximate nearest neighbours for related items in large catalogues: an HNSW graph (faiss,
 chosen by `benchmarks/bench_ann.py`) over the unit product vectors, built once, saved next to
 the checkpoint and loaded from disk by every later server."""
 
@@ -11,17 +11,16 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from importlib.metadata import version
 from pathlib import Path
 
-import hnswlib
+import faiss
 import numpy as np
 import torch
 from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE, META_FILE, LOCK_FILE = "ann_hnsw.bin", "ann_hnsw.json", "ann_hnsw.lock"
+INDEX_FILE, META_FILE, LOCK_FILE = "ann_hnsw.faiss", "ann_hnsw.json", "ann_hnsw.lock"
 # Graph degree and build breadth (benchmarks/results/ann_choice.json).
 M, EF_CONSTRUCTION = 16, 100
 # Search breadth; a search for n candidates uses max(n, EF_SEARCH). `related` fetches ≥ 100.
@@ -34,33 +33,40 @@ _CHECK_TOLERANCE = 1e-4
 class AnnIndex:
     """Cosine search over fixed unit vectors (row i = product i), approximate."""
 
-    def __init__(self, index: hnswlib.Index, ids_digest: str) -> None:
+    def __init__(self, index: faiss.IndexHNSWFlat, ids_digest: str) -> None:
         self.index, self.ids_digest = index, ids_digest
-        self.index.set_ef(EF_SEARCH)
 
     @property
     def size(self) -> int:
-        return self.index.get_current_count()
+        return self.index.ntotal
 
     @classmethod
-    def build(cls, vectors: Tensor, ids: list[str], threads: int = -1) -> AnnIndex:
-        """An index of the unit row vectors `vectors` of products `ids`."""
+    def build(cls, vectors: Tensor, ids: list[str]) -> AnnIndex:
+        """An index of the unit row vectors `vectors` of products `ids` (on every core)."""
         start = time.perf_counter()
-        n, dim = vectors.shape
-        index = hnswlib.Index(space="ip", dim=dim)
-        index.init_index(
-            max_elements=max(n, 1), M=M, ef_construction=EF_CONSTRUCTION, random_seed=0
+        index = faiss.IndexHNSWFlat(vectors.shape[1], M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        try:
+            index.add(np.ascontiguousarray(vectors.float().numpy()))
+        finally:
+            faiss.omp_set_num_threads(threads)
+        log.info(
+            "ANN index of %d products built in %.1f s", index.ntotal, time.perf_counter() - start
         )
-        index.add_items(vectors.float().numpy(), np.arange(n), num_threads=threads)
-        log.info("ANN index of %d products built in %.1f s", n, time.perf_counter() - start)
         return cls(index, ids_digest(ids))
+
+    def _search(self, queries: np.ndarray, count: int) -> Tensor:
+        # Breadth per call (thread-safe, unlike the index-wide efSearch).
+        params = faiss.SearchParametersHNSW(efSearch=max(EF_SEARCH, count))
+        _, labels = self.index.search(np.ascontiguousarray(queries), count, params=params)
+        return torch.from_numpy(labels.astype(np.int64))
 
     def search(self, query: Tensor, count: int) -> Tensor:
         """Rows of the (about) `count` products nearest the unit vector `query`, best first."""
-        count = min(count, self.size)
-        # hnswlib searches with breadth max(ef, count): no per-call set_ef (not thread-safe).
-        labels, _ = self.index.knn_query(query.float().numpy()[None], k=count, num_threads=1)
-        return torch.from_numpy(labels[0].astype(np.int64))
+        found = self._search(query.float().numpy()[None], min(count, self.size))[0]
+        return found[found >= 0]
 
     def top_related(
         self, vectors: Tensor, k: int, chunk: int = 1024
@@ -73,8 +79,7 @@ class AnnIndex:
         fetch = min(max(k + 1, EF_SEARCH // 2), n)
         for start in range(0, n, chunk):
             block = vectors[start : start + chunk]
-            labels, _ = self.index.knn_query(block.float().numpy(), k=fetch)
-            candidates = torch.from_numpy(labels.astype(np.int64))
+            candidates = self._search(block.float().numpy(), fetch)
             scores = torch.einsum("bd,bcd->bc", block, vectors[candidates])
             rows = torch.arange(start, start + len(block)).unsqueeze(1)
             scores = scores.masked_fill(candidates == rows, float("-inf"))
@@ -85,12 +90,12 @@ class AnnIndex:
         """Write the index and its identity into `directory` (files replaced atomically)."""
         directory = Path(directory)
         tmp = directory / f".{INDEX_FILE}.tmp"
-        self.index.save_index(str(tmp))
+        faiss.write_index(self.index, str(tmp))
         os.replace(tmp, directory / INDEX_FILE)
         meta = {
-            "library": f"hnswlib {version('hnswlib')}",
+            "library": f"faiss-cpu {faiss.__version__}",
             "products": self.size,
-            "dim": self.index.dim,
+            "dim": self.index.d,
             "ids_digest": self.ids_digest,
             "M": M,
             "ef_construction": EF_CONSTRUCTION,
@@ -111,16 +116,20 @@ class AnnIndex:
             log.info("ANN index in %s is stale: other products or dimension", directory)
             return None
         start = time.perf_counter()
-        index = hnswlib.Index(space="ip", dim=dim)
         try:
-            index.load_index(str(directory / INDEX_FILE), max_elements=n)
+            index = faiss.read_index(str(directory / INDEX_FILE))
         except RuntimeError as exc:
             log.warning("ANN index in %s is unreadable (%s): rebuilding", directory, exc)
             return None
         rows = np.linspace(0, n - 1, min(n, _CHECK_ROWS)).astype(np.int64)
-        saved = np.asarray(index.get_items(rows), dtype=np.float32)
-        if index.get_current_count() != n or not np.allclose(
-            saved, vectors[rows].float().numpy(), atol=_CHECK_TOLERANCE
+        if (
+            index.ntotal != n
+            or index.d != dim
+            or not np.allclose(
+                np.stack([index.reconstruct(int(r)) for r in rows]),
+                vectors[rows].float().numpy(),
+                atol=_CHECK_TOLERANCE,
+            )
         ):
             log.info("ANN index in %s is stale: other vectors", directory)
             return None
