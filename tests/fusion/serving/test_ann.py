@@ -159,3 +159,26 @@ def test_ann_top_related_matches_the_exact_ranking_publish_uses():
             len(set(a) & set(b)) for a, b in zip(idx.tolist(), exact[start].tolist(), strict=True)
         )
     assert hits / (10 * len(vectors)) >= 0.98
+
+
+def test_a_large_catalogue_server_answers_through_an_index_saved_next_to_the_checkpoint(
+    tmp_path, monkeypatch
+):
+    import fusion.serving.rest as rest
+
+    store = EmbeddedStore(tmp_path / "graph")
+    write_slice(store)
+    model = TinyModel(beauty_slice())
+    monkeypatch.setattr(rest, "NEIGHBOUR_TABLE_MAX_PRODUCTS", 10)  # the slice counts as large
+    monkeypatch.setattr(Recommender, "load", classmethod(lambda cls, _c, _s: cls(model, store)))
+    first = rest.load(tmp_path, None)
+    assert first.ann is not None and first._neighbours is None
+    assert (tmp_path / ann.INDEX_FILE).exists()
+
+    def no_build(*_: object) -> AnnIndex:
+        raise AssertionError("the saved index was rebuilt")
+
+    monkeypatch.setattr(AnnIndex, "build", classmethod(no_build))
+    again = rest.load(tmp_path, None)
+    pid = again.product_ids[5]
+    assert again.related(pid, explain=False) == first.related(pid, explain=False)
