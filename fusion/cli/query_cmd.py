@@ -100,11 +100,16 @@ def publish(
     checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
     store: StoreUri = None,
 ) -> None:
-    """Write product vectors (+ vector index) and top-K RELATED_TO into Neo4j."""
+    """Write product vectors (+ vector index) and top-K RELATED_TO into Neo4j; above 50k
+    products RELATED_TO comes from the ANN index, built and saved next to the checkpoint."""
+    from fusion.serving.ann import load_or_build
     from fusion.serving.publish import publish as write_back
+    from fusion.serving.rest import NEIGHBOUR_TABLE_MAX_PRODUCTS
 
     with _answering(checkpoint, store) as rec:
         rec.name = model or rec.name
+        if len(rec.product_ids) > NEIGHBOUR_TABLE_MAX_PRODUCTS:  # the index `serve` loads too
+            rec.use_ann(load_or_build(checkpoint, rec.vectors, rec.product_ids))
         report = write_back(rec, k)
         typer.echo(
             f"model {report.model}: {report.vectors} vectors (d={report.dimensions}), "

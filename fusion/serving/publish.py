@@ -114,7 +114,9 @@ def publish(
             if progress:
                 progress("vectors", min(start + batch_size, len(ids)), len(ids))
         related = 0
-        for start, scores, idx in top_related(vectors, k, chunk=batch_size):
+        # Exact all-pairs ranking is O(N²): an attached ANN index ranks large catalogues.
+        ranked = top_related if rec.ann is None else rec.ann.top_related
+        for start, scores, idx in ranked(vectors, k, chunk=batch_size):
             rows = [
                 {"id": ids[start + i], "targets": [ids[j] for j in row_idx], "scores": row_scores}
                 for i, (row_scores, row_idx) in enumerate(

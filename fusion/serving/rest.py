@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fusion.model.checkpoint import read_meta
+from fusion.serving.ann import load_or_build
 from fusion.serving.metrics import METRICS_PATH, Metrics, MetricsMiddleware
 from fusion.serving.recommender import Filters, Recommender, Result, UnknownIdError
 from fusion.serving.service import STORE_DOWN, Health, Service
@@ -51,7 +52,7 @@ CHECKPOINT_ENV, STORE_ENV = "KGREC_SERVE_CHECKPOINT", "KGREC_SERVE_STORE"
 API_KEY_ENV = "KGREC_API_KEY"
 WORKER_PING_SECONDS = 60
 # The neighbour table costs O(N²) at start (3 s on one core for Beauty's 12k products, ~1 min at
-# 50k); beyond this the full scan answers (linear in N: ~1 ms at 12k).
+# 50k); beyond this an ANN index answers (fusion.serving.ann), loaded from next to the checkpoint.
 NEIGHBOUR_TABLE_MAX_PRODUCTS = 50_000
 # Text encodings at once per process: each holds a transformer's activations, and more than the
 # cores only queue inside torch (16 uncapped clients: p99 10.5 s, +234 MB never given back).
@@ -375,12 +376,14 @@ def worker_app() -> FastAPI:
 
 
 def load(checkpoint: str | Path, store: str | None) -> Recommender:
-    """The recommender as a server process runs it: related items of known products precomputed,
-    torch on one thread."""
+    """The recommender as a server process runs it: related items of known products precomputed
+    (small catalogues) or answered through an ANN index (large ones), torch on one thread."""
     rec = Recommender.load(checkpoint, store)
     # After loading, which torch's default threads speed up. Concurrency comes from requests
     # and workers; intra-op threads for one small matmul only add tail latency.
     torch.set_num_threads(1)
     if len(rec.product_ids) <= NEIGHBOUR_TABLE_MAX_PRODUCTS:
         rec.precompute_neighbours()
+    else:  # built once, then loaded from next to the checkpoint
+        rec.use_ann(load_or_build(checkpoint, rec.vectors, rec.product_ids))
     return rec
