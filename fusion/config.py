@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from kg.errors import ConfigError, InvalidArgumentError
 from kg.schema import PRODUCT_RELATIONS
-from kgrec.errors import ConfigError, InvalidArgumentError
 
 TASKS = ("recommend", "related")
 RELATIONS = tuple(str(rel).lower() for rel in PRODUCT_RELATIONS)  # what task=related learns

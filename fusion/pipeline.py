@@ -41,7 +41,8 @@ from fusion.model.sasrec import SASRecScorer
 from fusion.training import distributed
 from fusion.training.callbacks import Callback
 from fusion.training.device import resolve_device
-from fusion.training.loop import TrainResult, fit, seed_everything
+from fusion.training.loop import fit, seed_everything
+from fusion.training.result import TrainResult
 from fusion.training.tasks import attach_histories
 from text_encoder.model import resolve_model
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from kg.errors import InvalidArgumentError
 from kg.readers.base import ReadCatalogue, gc_paused
 from kg.schema import CATEGORY_PATH_SEP, Catalogue, Category, Edge, Interaction, Product
 from kg.text import strip_html
-from kgrec.errors import InvalidArgumentError
 
 External = Literal["stub", "drop"]
 

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from kgrec.errors import KgrecError
+from kg.errors import KgrecError
 
 
 class BadInputError(KgrecError, ValueError):

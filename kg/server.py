@@ -23,6 +23,7 @@ from pathlib import Path
 import neo4j
 from neo4j.exceptions import AuthError, DatabaseUnavailable, ServiceUnavailable, SessionExpired
 
+from kg import settings as env
 from kg.server_conf import (
     ADMIN_TOOL,
     ENTRY_POINT,
@@ -35,7 +36,6 @@ from kg.server_conf import (
     read_password,
     render_conf,
 )
-from kgrec import settings as env
 
 # Pinned so the download does not depend on whichever plugin version Maven resolves today.
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"

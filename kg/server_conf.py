@@ -8,8 +8,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from kgrec import settings as env
-from kgrec.errors import KgrecError
+from kg import settings as env
+from kg.errors import KgrecError
 
 NEO4J_VERSION = "5.26.30"
 DEFAULT_BOLT_PORT = 7687

@@ -7,7 +7,6 @@ from text_encoder.model import DEFAULT_MODEL_ID, ModelNotFoundError
 from text_encoder.products import (
     EncodeSummary,
     ProductVectors,
-    default_cache_dir,
     encode_products,
 )
 from text_encoder.template import (
@@ -32,7 +31,6 @@ __all__ = [
     "TextTemplate",
     "UnreadableTextError",
     "clean_text",
-    "default_cache_dir",
     "encode_products",
     "encode_with_cache",
     "has_descriptive_text",

@@ -27,8 +27,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from kgrec.errors import KgrecError
 from text_encoder.encoder import Progress, TextEncoder
+from text_encoder.errors import TextEncoderError
 from text_encoder.template import ensure_text
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ KEY_HASH = "blake2b-128 of the UTF-8 rendered text"
 LEGACY_MAGIC = b"KGREC-TEXTVEC\n"
 
 
-class CacheInvalidError(KgrecError, ValueError):
+class CacheInvalidError(TextEncoderError, ValueError):
     """A cache file is corrupt or belongs to another model/format."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kgrec.errors import InvalidArgumentError
+from text_encoder.errors import InvalidDeviceError
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -26,15 +26,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError as exc:
-        raise InvalidArgumentError(
+        raise InvalidDeviceError(
             f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps"
         ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgumentError(
+        raise InvalidDeviceError(
             f"device {device!r} requested but CUDA is not available on this machine"
         )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidArgumentError(
+        raise InvalidDeviceError(
             f"device {device!r} requested but MPS is not available on this machine"
         )
     return dev

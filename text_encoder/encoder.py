@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kgrec.progress import progress_bar
 from text_encoder.device import resolve_device
 from text_encoder.model import ModelSpec, load_model, pool, resolve_model
+from text_encoder.progress import progress_bar
 from text_encoder.template import ensure_text
 
 # A progress bar (True), none (False), or a callable told (done, total) after each batch.

@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils.hub import cached_file, extract_commit_hash
 
-from kgrec.errors import KgrecError
+from text_encoder.errors import TextEncoderError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len_tokens", "lasttoken")
@@ -42,7 +42,7 @@ _HOW_TO_SUPPLY = (
 )
 
 
-class ModelNotFoundError(KgrecError, OSError):
+class ModelNotFoundError(TextEncoderError, OSError):
     """The text model could not be found or loaded; the message says how to supply one."""
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from kgrec import settings as env
 from text_encoder.cache import CacheStats, encode_with_cache
 from text_encoder.encoder import Progress, TextEncoder
 from text_encoder.template import (
@@ -18,11 +17,6 @@ from text_encoder.template import (
     has_descriptive_text,
     render_product_text,
 )
-
-
-def default_cache_dir() -> Path:
-    """`$KGREC_CACHE/text_vectors` (default ~/.cache/kgrec, the cache root kgrec uses)."""
-    return env.cache_dir() / "text_vectors"
 
 
 @dataclass(frozen=True)

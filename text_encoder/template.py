@@ -9,14 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from kgrec.errors import KgrecError
+from text_encoder.errors import TextEncoderError
 
 _TAG = re.compile(r"<[^>]+>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SPACE = re.compile(r"\s+")
 
 
-class UnreadableTextError(KgrecError, ValueError):
+class UnreadableTextError(TextEncoderError, ValueError):
     """A text value is not a string (or UTF-8 bytes) that can be encoded."""
 
 

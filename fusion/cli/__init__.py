@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-import kgrec
+import fusion
 from fusion.cli import (
     build_cmd,
     encode_cmd,
@@ -31,7 +31,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"kgrec {kgrec.__version__}")
+        typer.echo(f"kgrec {fusion.__version__}")
         raise typer.Exit()
 
 

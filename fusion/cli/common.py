@@ -17,10 +17,11 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import TaskID
 
+from kg import settings
+from kg.errors import KgrecError
 from kg.stores.uri import redact
-from kgrec import settings
-from kgrec.errors import KgrecError
-from kgrec.progress import progress_bar
+from text_encoder.errors import TextEncoderError
+from text_encoder.progress import progress_bar
 
 if TYPE_CHECKING:
     from kg.build import TableColumns
@@ -91,9 +92,9 @@ def table_columns(
 
 # kgrec's own errors (bad input, mismatches, unknown ids, an unusable store or server), missing
 # or unreadable files, Neo4j refusals. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (KgrecError, OSError, Neo4jError, DriverError)
+USER_ERRORS = (KgrecError, TextEncoderError, OSError, Neo4jError, DriverError)
 # kgrec's packages log to stderr through one handler; dependencies keep their own settings.
-LOGGERS = ("kgrec", "kg", "text_encoder", "gnn", "fusion")
+LOGGERS = ("kg", "text_encoder", "gnn", "fusion")
 
 
 def setup() -> None:

@@ -14,16 +14,16 @@ from torch_geometric.data import HeteroData
 from fusion.config import TASKS, Progress, TrainOptions
 from fusion.data.replay import Trained, trained_keys
 from fusion.data.splits import Split, recommend_split, related_split
+from kg import settings
+from kg.errors import InvalidArgumentError, MissingDataError
 from kg.export import to_heterodata
 from kg.schema import Rel
 from kg.stores import Store, open_store
-from kgrec.errors import InvalidArgumentError, MissingDataError
 from text_encoder import (
     EncodeSummary,
     ProductVectors,
     TextEncoder,
     TextTemplate,
-    default_cache_dir,
     encode_products,
 )
 
@@ -99,7 +99,7 @@ def encode_product_text(
         encoder,
         product.node_id,
         product.text_fields,
-        default_cache_dir(),
+        settings.text_vector_cache(),
         template=template,
         batch_size=batch_size,
         progress=report,

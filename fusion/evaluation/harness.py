@@ -29,7 +29,7 @@ from fusion.evaluation.intervals import (
     percentile_interval,
 )
 from fusion.evaluation.metrics import ranking_metrics, top_k
-from kgrec.errors import MissingDataError
+from kg.errors import MissingDataError
 
 ACCURACY = ("recall", "hr", "ndcg", "mrr")
 BEYOND_K = 10  # length of the lists the beyond-accuracy metrics read

@@ -4,18 +4,10 @@ the text model, the task, the metrics and the configuration, with the date and k
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from torch_geometric.data import HeteroData
-
-
-def kgrec_version() -> str:
-    try:
-        return version("kgrec")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def graph_counts(graph: HeteroData) -> dict[str, Any]:

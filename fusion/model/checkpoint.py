@@ -29,14 +29,15 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from fusion import __version__
 from fusion.config import FusedConfig
 from fusion.data.replay import Trained
 from fusion.model import atomic_dir
-from fusion.model.card import graph_counts, kgrec_version, model_card, public_uri
+from fusion.model.card import graph_counts, model_card, public_uri
 from fusion.model.fused import FusedModel
 from gnn.encoders import EdgeType
+from kg.errors import KgrecError
 from kg.export import load_id_maps, save_id_maps
-from kgrec.errors import KgrecError
 
 WEIGHTS, CONFIG, ID_MAPS, META = "weights.safetensors", "config.json", "id_maps.json", "meta.json"
 TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
@@ -88,7 +89,7 @@ def save_checkpoint(
             "metrics": metrics or {},
             "relations": [list(et) for et in model.edge_types],
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "kgrec_version": kgrec_version(),
+            "kgrec_version": __version__,
             "data": {"store": public_uri(store), **graph_counts(graph)},
         }
         _write_json(tmp / META, meta)

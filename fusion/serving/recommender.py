@@ -24,10 +24,10 @@ from fusion.model.checkpoint import read_meta
 from fusion.serving.ann import AnnIndex
 from fusion.serving.query_model import load_query_model
 from fusion.serving.rerank import ProductSimilarity, labels, mmr, pool_size
+from kg.errors import InvalidArgumentError, KgrecError
 from kg.paths import Neo4jView, Path, category_name, kg_view, text_paths
 from kg.schema import CATEGORY_PATH_SEP, Product
 from kg.stores import Store, open_store
-from kgrec.errors import InvalidArgumentError, KgrecError
 from text_encoder.template import render_product_text
 
 # Bound on how far bfloat16 rounding moves the cosine of two unit vectors (`_nearest`): 2⁻⁸

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from fusion.training.loop import TrainResult
+from fusion.training.result import TrainResult
 
 
 class Callback:

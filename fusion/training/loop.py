@@ -18,7 +18,6 @@ import random
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -34,32 +33,14 @@ from fusion.model.fused import FusedModel
 from fusion.training import distributed
 from fusion.training.callbacks import Callback
 from fusion.training.device import autocast, resolve_device
+from fusion.training.result import TrainResult
 from fusion.training.stop import TIME_BUDGET, StopFlag, stop_on_signals
 from fusion.training.tasks import RecommendTask, RelatedTask
-from kgrec.errors import MissingDataError
+from kg.errors import MissingDataError
 
 log = logging.getLogger(__name__)
 
 SCORE_BLOCK_BYTES = 256 * 2**20  # validation scores held at once (~256 MiB)
-
-
-@dataclass
-class TrainResult:
-    metric: str
-    best: float
-    best_epoch: int
-    epochs: int
-    seconds: float
-    peak_memory_mb: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    targets: int = 0  # training targets per epoch
-    window: int | None = None  # warm start: how many of them are new (the rest are replay)
-    stopped_by: str = "all epochs"  # or "early stopping" or "time budget"
-    # Adam's state at the best epoch (what a warm start resumes); not part of the report.
-    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "optimizer_state"}
 
 
 def seed_everything(seed: int) -> None:

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from kg.errors import InvalidArgumentError
 from kg.readers.amazon2014 import read_amazon2014
 from kg.readers.amazon2018 import read_amazon2018
 from kg.readers.amazon2023 import read_amazon2023
@@ -23,7 +24,6 @@ from kg.readers.generic import (
 from kg.readers.interactions import read_interactions
 from kg.readers.rees46 import read_rees46
 from kg.rejects import RejectLog
-from kgrec.errors import InvalidArgumentError
 
 _READERS: dict[str, Callable[[Path, RejectLog], ReadCatalogue]] = {
     "amazon2014": read_amazon2014,

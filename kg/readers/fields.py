@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from kg.errors import KgrecError
 from kg.schema import CATEGORY_PATH_SEP
 from kg.text import UNSAFE_CHARS
-from kgrec.errors import KgrecError
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 

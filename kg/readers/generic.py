@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kg.errors import InvalidArgumentError
 from kg.readers.base import ReadCatalogue, RowSource, gc_paused, read_table, resolve_log
 from kg.readers.fields import (
     RowError,
@@ -29,7 +30,6 @@ from kg.readers.fields import (
 )
 from kg.rejects import RejectLog
 from kg.schema import Interaction, Product
-from kgrec.errors import InvalidArgumentError
 
 INTERACTION_KINDS = frozenset({"rating", "review", "view", "cart", "purchase", "sequence"})
 PRODUCT_KEYS = ("id", "title", "description", "brand", "category", "price")

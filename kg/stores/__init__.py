@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from kg import settings as env
 from kg.stores.base import Progress, Snapshot, Store, StoreError
 from kg.stores.embedded import EmbeddedStore
 from kg.stores.neo4j_store import Neo4jStore
 from kg.stores.uri import redact, split_credentials
-from kgrec import settings as env
 
 __all__ = [
     "EmbeddedStore",

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from kg.errors import KgrecError
 from kg.schema import Catalogue, Label, Product, Rel
-from kgrec.errors import KgrecError
 
 # Called as progress(step, done, total) while a write runs; step is a label or relationship name.
 Progress = Callable[[str, int, int], None]

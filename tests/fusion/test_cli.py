@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-import kgrec
+import fusion
 from fusion.cli import app
 from fusion.config import TrainConfig, TrainOptions
 
@@ -34,7 +34,7 @@ def captured(monkeypatch) -> list[TrainOptions]:
     """`kgrec train` up to the training run, which records its options and stops."""
     seen: list[TrainOptions] = []
 
-    def capture(store, options, out, callbacks=()):
+    def capture(store, options, out, callbacks=(), progress=None):
         seen.append(options)
         raise Captured
 
@@ -57,7 +57,7 @@ def store(tmp_path: Path) -> str:
 
 def test_version():
     result = run("--version")
-    assert result.exit_code == 0 and result.stdout.strip() == f"kgrec {kgrec.__version__}"
+    assert result.exit_code == 0 and result.stdout.strip() == f"kgrec {fusion.__version__}"
 
 
 def test_flags_override_the_run_file_which_overrides_the_defaults(tmp_path, captured):

@@ -16,7 +16,7 @@ from fusion.config import (
     load_options,
     option_names,
 )
-from kgrec.errors import ConfigError, InvalidArgumentError, KgrecError
+from kg.errors import ConfigError, InvalidArgumentError, KgrecError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kg.errors import InvalidArgumentError
 from kg.readers import (
     detect_format,
     read_amazon2014,
@@ -26,7 +27,6 @@ from kg.readers import (
 from kg.readers.generic import INTERACTION_KEYS, parse_columns
 from kg.rejects import BadInputError, RejectLog
 from kg.schema import CATEGORY_PATH_SEP, Rel
-from kgrec.errors import InvalidArgumentError
 
 DATA = Path(os.environ["KGREC_DATA"])
 MAGAZINE = DATA / "amazon-magazine-2018"

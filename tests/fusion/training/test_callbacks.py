@@ -13,7 +13,8 @@ from fusion.config import FusedConfig, TrainConfig
 from fusion.data.splits import related_split
 from fusion.model.fused import FusedModel
 from fusion.training.callbacks import Callback, CSVLogger
-from fusion.training.loop import TrainResult, fit
+from fusion.training.loop import fit
+from fusion.training.result import TrainResult
 
 FAST = {"epochs": 2, "batch_size": 4096, "lr": 1e-2, "patience": 3, "device": "cpu"}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kgrec.errors import ConfigError
+from kg.errors import ConfigError
 
 
 def _path(var: str, default: Path) -> Path:
@@ -18,6 +18,11 @@ def _path(var: str, default: Path) -> Path:
 def cache_dir() -> Path:
     """KGREC_CACHE: jar and text-vector caches (default ~/.cache/kgrec)."""
     return _path("KGREC_CACHE", Path.home() / ".cache" / "kgrec")
+
+
+def text_vector_cache() -> Path:
+    """Where product text vectors are cached: $KGREC_CACHE/text_vectors."""
+    return cache_dir() / "text_vectors"
 
 
 def neo4j_home() -> Path:
