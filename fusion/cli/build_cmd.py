@@ -51,6 +51,7 @@ def build(
         typer.echo(json.dumps(summary.to_json(), indent=2))
     else:
         Console().print(summary_table(summary))
+        typer.echo(summary.events.line())  # where every interaction row went
         err.print(f"rejects: {summary.rejected} written to {summary.rejects_path}")
 
 

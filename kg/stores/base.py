@@ -4,7 +4,6 @@ graph that stores write from and read back into (export and tests compare snapsh
 from __future__ import annotations
 
 import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -75,9 +74,10 @@ def event_key(
     price: float | None,
     session: str | None,
 ) -> str:
-    """128-bit hex digest of every field of an event (floats as floats: 5 and 5.0 are equal)."""
-    text = json.dumps([user, product, rating, ts, kind, price, session], ensure_ascii=False)
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    """128-bit hex digest of every field of an event. Callers pass floats as floats (5 and 5.0
+    must give one key); the repr of a tuple of str/float/None is unambiguous and stable."""
+    text = repr((user, product, rating, ts, kind, price, session))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 @dataclass

@@ -37,6 +37,7 @@ DB_FILE = "graph.sqlite"
 OLD_GRAPH_FILE = "graph.json.gz"  # the format before SQLite: one gzipped JSON snapshot
 SCHEMA_VERSION = 1
 LOCK_TIMEOUT = 120.0  # seconds a writer waits for another one to finish
+_CHUNK = 500  # ids per `IN (...)` query
 
 _TABLES: dict[Label, str] = {
     Label.PRODUCT: "product",
@@ -94,22 +95,29 @@ class EmbeddedStore(Store):
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
         old = self.path / OLD_GRAPH_FILE
+        if self._version() == SCHEMA_VERSION and not old.exists():
+            return  # the usual case: no lock taken, so opening never waits for a writer
         with self.transaction(), self._errors("create"):
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"embedded store {self._file} has schema version {version}; this kgrec "
-                    f"reads up to {SCHEMA_VERSION}: upgrade kgrec"
-                )
-            for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript commits
-                self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if self._version() == 0:
+                for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript commits
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             if old.exists():
                 self._write(_read_old_graph(old), None)
         if old.exists():  # committed: the old file is kept, out of the way
             old.replace(old.with_name(OLD_GRAPH_FILE + ".migrated"))
         for tmp in self.path.glob(".graph-*.tmp"):  # left by a killed write of the old format
             tmp.unlink(missing_ok=True)
+
+    def _version(self) -> int:
+        with self._errors("open"):
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"embedded store {self._file} has schema version {version}; this kgrec reads "
+                f"up to {SCHEMA_VERSION}: upgrade kgrec"
+            )
+        return version
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -249,22 +257,25 @@ class EmbeddedStore(Store):
         }
 
     def get_products(self, ids: Iterable[str]) -> dict[str, Product]:
-        found = {}
-        for pid in dict.fromkeys(ids):
-            rows = self._query("SELECT * FROM product WHERE id = ?", (pid,))
-            if not rows:
-                continue
-            _, title, description, price, in_catalogue = rows[0]
-            linked = self._query(
-                "SELECT rel, dst FROM edge WHERE rel IN (?, ?) AND src = ? ORDER BY dst",
-                (Rel.MADE_BY.value, Rel.IN_CATEGORY.value, pid),
-            )
-            brands = [d for rel, d in linked if rel == Rel.MADE_BY]
-            categories = [d for rel, d in linked if rel == Rel.IN_CATEGORY]
-            found[pid] = Product(
-                pid, title, description, min(brands, default=None), categories, price,
-                bool(in_catalogue),
-            )  # fmt: skip
+        found: dict[str, Product] = {}
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for pid, title, description, price, in_catalogue in self._query(
+                f"SELECT * FROM product WHERE id IN ({marks})", chunk
+            ):
+                found[pid] = Product(pid, title, description, None, [], price, bool(in_catalogue))
+            for rel, pid, dst in self._query(
+                f"SELECT rel, src, dst FROM edge WHERE rel IN (?, ?) AND src IN ({marks}) "
+                "ORDER BY dst",
+                (Rel.MADE_BY.value, Rel.IN_CATEGORY.value, *chunk),
+            ):
+                product = found[pid]
+                if rel == Rel.IN_CATEGORY:
+                    product.categories.append(dst)
+                elif product.brand is None:  # rows come by dst: the first brand is the smallest
+                    product.brand = dst
         return found
 
     def unlink_products(self, ids: Iterable[str], rels: Iterable[Rel]) -> None:
