@@ -160,7 +160,12 @@ class Neo4jStore(Store):
                         f"FOR (n:{label}) REQUIRE n.{KEY} IS UNIQUE"
                     )
                 ).consume()
-            self._key_old_events(session)
+            keyed = session.run(
+                _q("SHOW CONSTRAINTS YIELD name WHERE name = $name RETURN count(*)"),
+                name=EVENT_KEY_CONSTRAINT,
+            ).single(strict=True)[0]
+            if not keyed:  # the constraint comes after the keys: without it, look for old events
+                self._key_old_events(session)
             session.run(
                 _q(
                     f"CREATE CONSTRAINT {EVENT_KEY_CONSTRAINT} IF NOT EXISTS "

@@ -183,3 +183,16 @@ def test_neo4j_uses_only_schema_labels_and_constraints(neo4j_clean) -> None:
 def test_open_store_rejects_bad_uris(uri: str) -> None:
     with pytest.raises(StoreError, match="embedded:PATH|127.0.0.1:1"):
         open_store(uri)
+
+
+def test_neo4j_events_without_keys_get_them(neo4j_clean) -> None:
+    """Events stored by earlier versions (one per pair, no key) are keyed on the next write,
+    so writing the same events again adds nothing."""
+    with Neo4jStore(neo4j_clean.uri, neo4j_clean.user, neo4j_clean.password) as store:
+        cat = small_catalogue()
+        store.write(cat)
+        store._read("MATCH ()-[r:INTERACTED]->() REMOVE r.key")
+        store._read("DROP CONSTRAINT kgrec_interacted_key")
+        store.write(cat)
+        assert store.counts() == EXPECTED
+        assert store.snapshot() == Snapshot.from_catalogue(cat)
