@@ -12,6 +12,7 @@ from kg.cleaning import CleaningReport, External, clean
 from kg.readers import ReadCatalogue, read_catalogue
 from kg.readers.generic import CATEGORY_SEP
 from kg.rejects import BadInputError, RejectLog
+from kg.schema import Catalogue
 from kg.stores import Progress, open_store
 
 DEFAULT_REJECTS = Path("kgrec-rejects.jsonl")
@@ -28,10 +29,40 @@ class TableColumns:
 
 
 @dataclass
+class EventTally:
+    """Where every interaction row went: read = loaded + rejected + exact duplicates + dropped.
+
+    `rejected` is every row the readers rejected (rows of product-only files included), so
+    `read` counts the interactions parsed plus those rows.
+    """
+
+    read: int
+    loaded: int  # distinct events written (each stored once, whether new or already there)
+    rejected: int
+    duplicates: int  # exact duplicates of an event read before (every field equal)
+    dropped: int = 0  # naming an out-of-catalogue product (external="drop") or a removed one
+
+    @classmethod
+    def count(cls, parsed: int, cleaned: Catalogue, log: RejectLog, duplicates: int) -> EventTally:
+        """`parsed` interactions went into cleaning, `cleaned` came out with its events."""
+        loaded = len(cleaned.interactions)
+        dropped = parsed - loaded - duplicates
+        return cls(parsed + len(log), loaded, len(log), duplicates, dropped)
+
+    def line(self) -> str:
+        text = (
+            f"interaction rows: read {self.read:,} = loaded {self.loaded:,} + rejected "
+            f"{self.rejected:,} + exact duplicates {self.duplicates:,}"
+        )
+        return text + (f" + dropped {self.dropped:,}" if self.dropped else "")
+
+
+@dataclass
 class BuildSummary:
     store: str  # URI of the store written
     nodes: dict[str, int]
     relationships: dict[str, int]
+    events: EventTally
     rejected: int
     rejects_path: str
     cleaning: CleaningReport
@@ -61,17 +92,20 @@ def build(
     start = time.perf_counter()
     log = RejectLog(strict=strict)
     cat = read_input(catalogue, interactions, fmt, log, rejects_path, progress, columns)
+    parsed = len(cat.interactions)
     with stage(progress, "clean"):
         report = clean(cat, external)
     rejects = log.write(rejects_path)  # before the write, so a failed write still leaves them
     with open_store(store_uri) as store:
-        store.write(cat, progress)
+        with store.transaction():
+            store.write(cat, progress)
         counts = store.counts()
         uri = store.uri
     return BuildSummary(
         store=uri,
         nodes=counts["nodes"],
         relationships=counts["relationships"],
+        events=EventTally.count(parsed, cat, log, report.duplicate_interactions),
         rejected=len(log),
         rejects_path=str(rejects),
         cleaning=report,

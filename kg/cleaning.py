@@ -8,9 +8,9 @@ counted there, nothing goes silently. Steps, in order:
   `CATEGORY_PATH_SEP`, name = leaf, parent = prefix path); categories a reader already defined
   (set-style sources such as Beauty) are kept as they are;
 - edges: self-loops and repeated (rel, src, dst) edges are dropped;
-- interactions: repeats of (user, product, kind, ts) are dropped, the first kept (a rating
-  file has no ts, so a user's second rating of an item is a repeat; timed events repeat only
-  when they are the same event);
+- interactions: exact duplicates (every field equal: user, product, kind, ts, rating, price,
+  session) are dropped, the first kept; any other repeat of a (user, product) pair is an event
+  of its own and stays (a view, then a cart, then a purchase; a second, different rating);
 - external references: an edge or interaction naming a product outside the catalogue either
   gets a stub `Product(id, in_catalogue=False)` (`external="stub"`) or is dropped ("drop").
 
@@ -42,7 +42,7 @@ class CleaningReport:
     categories: int = 0  # category nodes after building the hierarchy
     self_loops: int = 0  # product edges with src == dst, dropped
     duplicate_edges: int = 0  # repeated (rel, src, dst), dropped
-    duplicate_interactions: int = 0  # repeated (user, product, kind, ts), dropped
+    duplicate_interactions: int = 0  # exact duplicate events (all fields equal), dropped
     external_products: int = 0  # distinct referenced ids that are not catalogue products
     external_edges: int = 0  # edges touching one of them: kept via stubs, or dropped
     external_interactions: int = 0  # interactions naming one of them: kept, or dropped
@@ -120,7 +120,7 @@ def _dedupe_interactions(
     seen: set[tuple] = set()
     kept = []
     for i in interactions:
-        key = (i.user, i.product, i.kind, i.ts)
+        key = (i.user, i.product, i.kind, i.ts, i.rating, i.price, i.session)
         if key in seen:
             report.duplicate_interactions += 1
         else:

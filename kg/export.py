@@ -1,7 +1,8 @@
 """Store → PyG `HeteroData` following the contract in docs/design.md, plus id maps.
 
 Node ids are sorted, so a node's index is stable for a given graph; edge rows are sorted by
-(src, dst) index; every edge type has its reverse `rev_<rel>` with the same attributes.
+(src, dst) index (one edge per interaction event, several per pair where a user came back);
+every edge type has its reverse `rev_<rel>` with the same attributes.
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ def to_heterodata(source: Store | Snapshot) -> HeteroData:
         kinds = [INTERACTION_KINDS.index(r.kind) for r in rows]
     except ValueError as exc:
         raise ValueError(f"unknown interaction kind; known: {INTERACTION_KINDS}") from exc
+    sessions = {s: i for i, s in enumerate(sorted({r.session for r in rows} - {None}))}
     attrs = {
         "rating": _floats([r.rating for r in rows]),
         "ts": _floats([r.ts for r in rows]),
         "kind": torch.tensor(kinds, dtype=torch.long),
+        "price": _floats([r.price for r in rows]),
+        "session": torch.tensor([sessions.get(r.session, -1) for r in rows], dtype=torch.long),
     }
     _add_edges(data, Rel.INTERACTED, index, [(r.user, r.product) for r in rows], attrs)
     return data

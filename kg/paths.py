@@ -108,7 +108,8 @@ class KGView(ABC):
 
     @abstractmethod
     def user_items(self, user_id: str) -> list[str] | None:
-        """The user's products, oldest first; None if the user is not in the graph."""
+        """The user's products, each once at its last event, oldest first; None if the user is
+        not in the graph."""
 
     @abstractmethod
     def path_rows(self, anchors: list[str], results: list[str]) -> list[PathRow]:
@@ -321,7 +322,7 @@ RETURN rid, min(aid) AS anchor, rel, forward, via, degree
 USER_ITEMS_CYPHER: LiteralString = f"""
 MATCH (u:{Label.USER} {{id: $user}})
 OPTIONAL MATCH (u)-[i:{Rel.INTERACTED}]->(p:{Label.PRODUCT})
-WITH u, p, i ORDER BY i.ts, p.id
+WITH u, p, max(i.ts) AS ts ORDER BY ts, p.id
 RETURN u.id AS user, collect(p.id) AS items
 """  # type: ignore[assignment]
 
@@ -386,9 +387,11 @@ class SnapshotView(KGView):
                 self._shared[pid][rel, node_id] = via, len(products)
         self._users = set(snap.users)
         self._product_count = len(snap.products)
-        self._items: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        self._items: dict[str, dict[str, float]] = defaultdict(dict)  # user -> product -> ts
         for row in snap.interactions:
-            self._items[row.user].append((row.ts if row.ts is not None else 0.0, row.product))
+            ts = row.ts if row.ts is not None else 0.0
+            items = self._items[row.user]
+            items[row.product] = max(items.get(row.product, ts), ts)
 
     def product_count(self) -> int:
         return self._product_count
@@ -396,7 +399,7 @@ class SnapshotView(KGView):
     def user_items(self, user_id: str) -> list[str] | None:
         if user_id not in self._users:
             return None
-        return [pid for _, pid in sorted(self._items[user_id])]
+        return [pid for _, pid in sorted((ts, pid) for pid, ts in self._items[user_id].items())]
 
     def path_rows(self, anchors: list[str], results: list[str]) -> list[PathRow]:
         rows = []

@@ -24,7 +24,7 @@ class Rel(StrEnum):
     ALSO_BOUGHT = "ALSO_BOUGHT"  # Product -> Product
     ALSO_VIEWED = "ALSO_VIEWED"  # Product -> Product
     BOUGHT_TOGETHER = "BOUGHT_TOGETHER"  # Product -> Product
-    INTERACTED = "INTERACTED"  # User -> Product {rating, ts, kind}
+    INTERACTED = "INTERACTED"  # User -> Product {key, kind, ts, rating, price, session}: an event
 
 
 PRODUCT_RELATIONS: tuple[Rel, ...] = (Rel.ALSO_BOUGHT, Rel.ALSO_VIEWED, Rel.BOUGHT_TOGETHER)
@@ -83,6 +83,8 @@ class Interaction:
     rating: float | None = None
     ts: float | None = None  # unix seconds, or sequence position where the source has no time
     kind: str = "rating"  # rating | review | view | cart | purchase | sequence
+    price: float | None = None  # the price paid or seen at the event, where the source has one
+    session: str | None = None  # the source's session id, where it has one
 
 
 @dataclass

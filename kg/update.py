@@ -13,7 +13,10 @@ A delta is read and cleaned exactly as `build` reads a catalogue. Differences fr
 
 Safety: every write is an upsert or an idempotent delete, and the diff is taken against the
 store each time, so an update killed at any point re-runs to the same graph as an
-uninterrupted one (a re-run reports only what was still missing). Removal goes last: the
+uninterrupted one (a re-run reports only what was still missing). On the embedded store the
+whole update is one transaction under the store's one-writer lock: a killed update changes
+nothing, and a second update waits for the first (or fails clearly) rather than diffing against
+a graph that is about to change. Removal goes last: the
 products it deletes are disjoint from those upserted, and until it runs the store holds the
 previous version of every removed product, whole.
 """
@@ -24,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from kg.build import DEFAULT_REJECTS, TableColumns, read_input, stage
+from kg.build import DEFAULT_REJECTS, EventTally, TableColumns, read_input, stage
 from kg.cleaning import CleaningReport, External, clean
 from kg.readers.base import open_text
 from kg.rejects import BadInputError, RejectLog
@@ -43,7 +46,8 @@ class UpdateSummary:
     product_ids_changed: list[str]  # new + changed, sorted: what needs re-encoding
     nodes_added: dict[str, int]  # per label, by the upsert
     relationships_added: dict[str, int]  # per type except INTERACTED, net of replaced links
-    interactions_new: int
+    interactions_new: int  # events the store did not hold
+    events: EventTally  # every interaction row of the delta accounted for
     relationships_removed: dict[str, int]  # per type, with the removed products
     ignored_for_removal: int  # delta products, edges and interactions naming a removed id
     rejected: int
@@ -106,25 +110,29 @@ def apply_delta(
     start = time.perf_counter()
     log = log if log is not None else RejectLog()
     removals = removals or []
+    parsed = len(delta.interactions)
     ignored = _drop_removed(delta, set(removals))
-    with stage(progress, "clean"):
-        report, stored = _clean_against(store, delta, external, removals)
     rejects = log.write(rejects_path)  # before any write, as in build
-    new = sorted(pid for pid in delta.products if pid not in stored)
-    changed = sorted(
-        pid
-        for pid, product in delta.products.items()
-        if pid in stored and _fields(product) != _fields(stored[pid])
-    )
-    before = store.counts()
-    # A crash between these two steps leaves the changed products unlinked, so a re-run
-    # sees them as changed again and links them.
-    store.unlink_products(changed, (Rel.MADE_BY, Rel.IN_CATEGORY))
-    upserts = {pid: delta.products[pid] for pid in (*new, *changed)}
-    store.write(Catalogue(upserts, delta.categories, delta.edges, delta.interactions), progress)
-    upserted = store.counts()
-    removed = store.remove_products(pid for pid in removals if pid in stored)
-    after = store.counts()
+    # One unit of work (for the embedded store, one transaction under its writer lock): what
+    # the delta is diffed against is what it changes, and a killed update changes nothing.
+    with store.transaction():
+        with stage(progress, "clean"):
+            report, stored = _clean_against(store, delta, external, removals)
+        new = sorted(pid for pid in delta.products if pid not in stored)
+        changed = sorted(
+            pid
+            for pid, product in delta.products.items()
+            if pid in stored and _fields(product) != _fields(stored[pid])
+        )
+        before = store.counts()
+        # Neo4j: a crash between these two steps leaves the changed products unlinked, so a
+        # re-run sees them as changed again and links them.
+        store.unlink_products(changed, (Rel.MADE_BY, Rel.IN_CATEGORY))
+        upserts = {pid: delta.products[pid] for pid in (*new, *changed)}
+        store.write(Catalogue(upserts, delta.categories, delta.edges, delta.interactions), progress)
+        upserted = store.counts()
+        removed = store.remove_products(pid for pid in removals if pid in stored)
+        after = store.counts()
     added = _diff(upserted, before)
     return UpdateSummary(
         store=store.uri,
@@ -139,6 +147,7 @@ def apply_delta(
             rel: n for rel, n in added["relationships"].items() if rel != Rel.INTERACTED
         },
         interactions_new=added["relationships"][Rel.INTERACTED],
+        events=EventTally.count(parsed, delta, log, report.duplicate_interactions),
         relationships_removed=_diff(upserted, after)["relationships"],
         ignored_for_removal=ignored,
         rejected=len(log),

@@ -62,6 +62,7 @@ def build(
         Console().print(summary_table(summary))
         for line in reconciliation(summary.files):
             err.print(line, highlight=False, soft_wrap=True)
+        typer.echo(summary.events.line())  # where every interaction row went
         err.print(f"rejects: {summary.rejected} written to {summary.rejects_path}")
 
 

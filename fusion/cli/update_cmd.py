@@ -84,6 +84,7 @@ def update(
         Console().print(_summary_table(summary))
         if summary.unknown_removals:
             err.print(f"not in the store, not removed: {', '.join(summary.unknown_removals)}")
+        typer.echo(summary.events.line())  # where every interaction row went
         err.print(f"rejects: {summary.rejected} written to {summary.rejects_path}")
 
 
@@ -99,7 +100,7 @@ def _summary_table(summary: UpdateSummary) -> Table:
         ("products: unknown removals", len(summary.unknown_removals)),
         *((f"new nodes: {label}", n) for label, n in summary.nodes_added.items()),
         *((f"new relationships: {rel}", n) for rel, n in summary.relationships_added.items()),
-        ("new interactions", summary.interactions_new),
+        ("new interactions (events)", summary.interactions_new),
         *((f"removed relationships: {r}", n) for r, n in summary.relationships_removed.items()),
         ("delta rows ignored (removed ids)", summary.ignored_for_removal),
         ("rejected rows", summary.rejected),

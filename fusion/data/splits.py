@@ -110,8 +110,11 @@ def rev(edge_type: tuple[str, str, str]) -> tuple[str, str, str]:
 
 
 def recommend_split(data: HeteroData) -> RecSplit:
-    """Leave-one-out by `ts`: per user the last interaction is the test target, the one before
-    the validation target; users with fewer than 3 interactions keep everything in training."""
+    """Leave-one-out by `ts` over the items a user interacted with, each placed at its last
+    event: the last item is the test target, the one before the validation target; users with
+    fewer than 3 items keep everything in training. Every event of a held-out (user, item) pair
+    leaves training (a view then a purchase of the test item is one target, never a training
+    pair); the training graph keeps every event of the other pairs."""
     num_users = data["user"].num_nodes
     users, items = _by_user_and_time(data)
     counts = torch.bincount(users, minlength=num_users)
@@ -144,7 +147,8 @@ def recommend_split(data: HeteroData) -> RecSplit:
 
 
 def user_histories(data: HeteroData) -> dict[int, Tensor]:
-    """Every user's interacted products in time order (all of them: for serving, not training)."""
+    """Every user's interacted products, each once, in the order of their last event (all of
+    them: for serving, not training)."""
     return _group(*_by_user_and_time(data), keep_order=True)
 
 
@@ -204,13 +208,24 @@ def time_split(
 
 
 def _by_user_and_time(data: HeteroData) -> Tensor:
-    """Interaction (user, product) pairs ordered by (user, ts)."""
-    return data[INTERACTED].edge_index[:, _time_order(data)]
+    """Distinct interacted (user, product) pairs ordered by (user, ts of the pair's last
+    event); the stable sorts break ts ties by (user, product), deterministically."""
+    store = data[INTERACTED]
+    keys, inverse = torch.unique(
+        store.edge_index[0] * PAIR_SHIFT + store.edge_index[1], return_inverse=True
+    )
+    last = torch.full((keys.numel(),), -torch.inf).scatter_reduce(
+        0, inverse, store.ts, reduce="amax", include_self=False
+    )
+    pairs = torch.stack([keys // PAIR_SHIFT, keys % PAIR_SHIFT])
+    order = torch.argsort(last, stable=True)
+    order = order[torch.argsort(pairs[0, order], stable=True)]
+    return pairs[:, order]
 
 
 def _time_order(data: HeteroData) -> Tensor:
-    """The order of the interactions by (user, ts); the stable sorts break ts ties by edge
-    order, deterministically."""
+    """The order of the interaction events by (user, ts); the stable sorts break ts ties by
+    edge order, deterministically."""
     store = data[INTERACTED]
     order = torch.argsort(store.ts, stable=True)
     return order[torch.argsort(store.edge_index[0, order], stable=True)]

@@ -4,7 +4,8 @@ mapping (CLI: `--columns id=sku,title=name,…`).
 Product mapping keys: `id` (required), `title`, `description`, `brand`, `category` (a
 root->leaf path in one column, split by `category_sep`, or a JSON list), `price`.
 Interaction mapping keys: `user`, `item` (required), `rating`, `ts` (unix seconds or an ISO
-date-time), `kind` (a column; else every row gets the `kind` argument).
+date-time), `kind` (a column; else every row gets the `kind` argument), `price` (paid or seen at
+the event), `session`.
 One file may carry both (an event log names the product on every row). Parquet rows are
 numbered from 1 where text files have line numbers.
 """
@@ -117,6 +118,8 @@ def _interaction(row: dict, columns: Mapping[str, str], kind: str) -> Interactio
         rating=opt_float(row.get(col("rating", "")), "rating"),
         ts=opt_unix_time(row.get(col("ts", "")), "ts"),
         kind=kind,
+        price=opt_price(row, col("price", "")),
+        session=opt_str(row, col("session", "")).strip() or None,
     )
 
 

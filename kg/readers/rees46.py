@@ -1,6 +1,7 @@
 """REES46 e-commerce events CSV (`event_time,event_type,product_id,category_id,category_code,
 brand,price,user_id,user_session`): products come from the events that name them (brand, price,
-dotted `category_code` as the path), each event is an interaction of kind view/cart/purchase."""
+dotted `category_code` as the path), each event is an interaction of kind view/cart/purchase
+with its price and session."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ PRODUCT_COLUMNS = {
     "category": "category_code",
     "price": "price",
 }
-EVENT_COLUMNS = {"user": "user_id", "item": "product_id", "ts": "event_time", "kind": "event_type"}
+EVENT_COLUMNS = {
+    "user": "user_id",
+    "item": "product_id",
+    "ts": "event_time",
+    "kind": "event_type",
+    "price": "price",
+    "session": "user_session",
+}
 
 
 def read_rees46(path: str | Path, log: RejectLog | None = None) -> ReadCatalogue:

@@ -3,8 +3,10 @@ graph that stores write from and read back into (export and tests compare snapsh
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -32,16 +34,57 @@ class ProductRow(NamedTuple):
 
 
 class InteractionRow(NamedTuple):
+    """One event. `key` identifies it by all its other fields (see `event_key`): stores upsert
+    events by key, so an exact duplicate is stored once and any other repeat is kept."""
+
     user: str
     product: str
     rating: float | None
     ts: float | None
     kind: str
+    price: float | None = None
+    session: str | None = None
+    key: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        user: str,
+        product: str,
+        rating: float | None,
+        ts: float | None,
+        kind: str,
+        price: float | None = None,
+        session: str | None = None,
+    ) -> InteractionRow:
+        """A row with floats normalised and its key filled in."""
+        fields = (user, product, _float(rating), _float(ts), kind, _float(price), session)
+        return cls(*fields, event_key(*fields))
+
+    def sort_key(self) -> tuple:
+        """(user, product, ts with None last, key): a total order, events of a pair by time."""
+        return (self.user, self.product, self.ts is None, self.ts or 0.0, self.key)
+
+
+def event_key(
+    user: str,
+    product: str,
+    rating: float | None,
+    ts: float | None,
+    kind: str,
+    price: float | None,
+    session: str | None,
+) -> str:
+    """128-bit hex digest of every field of an event. Callers pass floats as floats (5 and 5.0
+    must give one key); the repr of a tuple of str/float/None is unambiguous and stable."""
+    text = repr((user, product, rating, ts, kind, price, session))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 @dataclass
 class Snapshot:
-    """A whole graph as sorted plain data: nodes by id, edges and interactions by (src, dst).
+    """A whole graph as sorted plain data: nodes by id, edges by (src, dst), interactions by
+    `InteractionRow.sort_key` (one row per distinct event).
 
     `edges` holds every type in EDGE_RELS; INTERACTED rows are `interactions`.
     """
@@ -57,8 +100,8 @@ class Snapshot:
     def from_catalogue(cls, catalogue: Catalogue) -> Snapshot:
         """What writing `catalogue` to an empty store holds, before dangling edges are skipped.
 
-        Duplicate edges collapse; interactions are one per (user, product), the last one wins
-        (the same outcome as MERGE + SET in the order given).
+        Duplicate edges collapse; every interaction is kept, exact duplicates (all fields equal,
+        hence the same key) once.
         """
         products = catalogue.products.values()
         edges: dict[Rel, set[tuple[str, str]]] = {rel: set() for rel in EDGE_RELS}
@@ -71,12 +114,10 @@ class Snapshot:
         for c in catalogue.categories.values():
             if c.parent is not None:
                 edges[Rel.SUBCATEGORY_OF].add((c.id, c.parent))
-        interactions = {
-            (i.user, i.product): InteractionRow(
-                i.user, i.product, _float(i.rating), _float(i.ts), i.kind
-            )
+        interactions = unique_events(
+            InteractionRow.of(i.user, i.product, i.rating, i.ts, i.kind, i.price, i.session)
             for i in catalogue.interactions
-        }
+        )
         return cls(
             products=sorted(
                 ProductRow(p.id, p.title, p.description, _float(p.price), p.in_catalogue)
@@ -86,7 +127,7 @@ class Snapshot:
             categories=sorted((c.id, c.name) for c in catalogue.categories.values()),
             users=sorted(catalogue.users),
             edges={rel: sorted(pairs) for rel, pairs in edges.items()},
-            interactions=[interactions[key] for key in sorted(interactions)],
+            interactions=sorted(interactions, key=InteractionRow.sort_key),
         )
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -110,6 +151,11 @@ def counts_dict(nodes: dict[Label, int], rels: dict[Rel, int]) -> dict[str, dict
     }
 
 
+def unique_events(rows: Iterable[InteractionRow]) -> list[InteractionRow]:
+    """`rows` without exact duplicates (equal rows have equal keys), first occurrence kept."""
+    return list(dict.fromkeys(rows))
+
+
 def _float(value: float | None) -> float | None:
     # Neo4j keeps ints and floats apart; normalise so both stores read back the same values.
     return None if value is None else float(value)
@@ -123,6 +169,13 @@ class Store(ABC):
 
     def write(self, catalogue: Catalogue, progress: Progress | None = None) -> None:
         self.write_snapshot(Snapshot.from_catalogue(catalogue), progress)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group the calls inside into one unit of work where the backend can: the embedded
+        store commits them together under its one-writer lock. Neo4j commits batch by batch
+        (its writes are idempotent upserts, so a re-run completes a killed one)."""
+        yield
 
     @abstractmethod
     def write_snapshot(self, snap: Snapshot, progress: Progress | None = None) -> None:

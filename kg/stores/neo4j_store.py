@@ -2,9 +2,13 @@
 transactions; labels and relationship types come only from `kg.schema` enums.
 
 Relationship rows are sent grouped by source node, (src, [dst, ...]), which halves the index
-seeks and the parameter size. A relationship type with no relationships yet is written with
-CREATE instead of MERGE (no existence check per row): still idempotent, because any later run,
-including one after a killed build, finds the type non-empty and takes the MERGE path.
+seeks and the parameter size. Every INTERACTED relationship is one event, identified by its
+`key` property (a hash of all its fields, unique by constraint): events are MERGEd by key, so
+exact duplicates are stored once and every other event is kept.
+
+A relationship type with no relationships yet is written with CREATE instead of MERGE (no
+existence check per row): still idempotent, because any later run, including one after a killed
+build, finds the type non-empty and takes the MERGE path.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ T = TypeVar("T")
 BATCH_SIZE = 10_000  # node rows per transaction
 REL_BATCH_SIZE = 20_000  # relationships per transaction (measured: 10k-50k within ~10%)
 
+# Properties of an INTERACTED relationship, in the order of the rows sent (after the product).
+EVENT_PROPS = ("rating", "ts", "kind", "price", "session", "key")
+EVENT_KEY_CONSTRAINT = "kgrec_interacted_key"
+
 # Node upserts, one per label; row layouts match Snapshot's rows.
 _NODE_WRITES: dict[Label, str] = {
     Label.PRODUCT: "UNWIND $rows AS row MERGE (n:Product {id: row[0]}) "
@@ -54,19 +62,17 @@ def _q(text: str) -> LiteralString:
 
 
 def rel_write_query(rel: Rel) -> LiteralString:
-    """MERGE for flat (src, dst[, rating, ts, kind]) rows: the one-row-at-a-time reference."""
+    """MERGE for flat (src, dst) rows, or (user, product, *EVENT_PROPS) rows for INTERACTED:
+    the one-row-at-a-time reference."""
     src, dst = REL_ENDPOINTS[rel]
-    query = (
-        f"UNWIND $rows AS row MATCH (a:{src} {{id: row[0]}}) MATCH (b:{dst} {{id: row[1]}}) "
-        f"MERGE (a)-[r:{rel}]->(b)"
-    )
-    if rel == Rel.INTERACTED:  # one relationship per (user, product); the latest values win
-        query += " SET r.rating = row[2], r.ts = row[3], r.kind = row[4]"
-    return _q(query)
+    query = f"UNWIND $rows AS row MATCH (a:{src} {{id: row[0]}}) MATCH (b:{dst} {{id: row[1]}}) "
+    if rel != Rel.INTERACTED:
+        return _q(query + f"MERGE (a)-[r:{rel}]->(b)")
+    return _q(query + f"MERGE (a)-[r:{rel} {{key: row[7]}}]->(b) ON CREATE SET {_set_event(2)}")
 
 
 def rel_batch_query(rel: Rel, fresh: bool) -> LiteralString:
-    """Write grouped rows (src, [dst, ...]), or (user, [[product, rating, ts, kind], ...]) for
+    """Write grouped rows (src, [dst, ...]), or (user, [[product, *EVENT_PROPS], ...]) for
     INTERACTED; `fresh` (the type has no relationships yet) uses CREATE, else MERGE."""
     src, dst = REL_ENDPOINTS[rel]
     query = f"UNWIND $rows AS row MATCH (a:{src} {{id: row[0]}}) UNWIND row[1] AS x "
@@ -75,18 +81,22 @@ def rel_batch_query(rel: Rel, fresh: bool) -> LiteralString:
         return _q(query + f"MATCH (b:{dst} {{id: x}}) {verb} (a)-[:{rel}]->(b)")
     query += f"MATCH (b:{dst} {{id: x[0]}}) "
     if fresh:
-        return _q(query + f"CREATE (a)-[:{rel} {{rating: x[1], ts: x[2], kind: x[3]}}]->(b)")
-    # One relationship per (user, product); the latest values win.
-    return _q(query + f"MERGE (a)-[r:{rel}]->(b) SET r.rating = x[1], r.ts = x[2], r.kind = x[3]")
+        return _q(query + f"CREATE (a)-[r:{rel}]->(b) SET {_set_event(1, 'x')}")
+    # The key holds every field, so an event found by key already has these values.
+    return _q(query + f"MERGE (a)-[r:{rel} {{key: x[6]}}]->(b) ON CREATE SET {_set_event(1, 'x')}")
 
 
-def group_by_source(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, list[Any]]]:
-    """(src, dst, *attrs) rows → [(src, [dst or [dst, *attrs], ...])], one entry per (src, dst):
-    the last row of a repeated pair wins, as with MERGE + SET in row order (and CREATE, which
-    has no existence check, must never see a pair twice)."""
+def _set_event(first: int, row: str = "row") -> str:
+    return ", ".join(f"r.{name} = {row}[{first + i}]" for i, name in enumerate(EVENT_PROPS))
+
+
+def group_by_source(rows: Iterable[tuple[Any, Any, Any]]) -> list[tuple[Any, list[Any]]]:
+    """(src, identity, target) rows → [(src, [target, ...])], one target per (src, identity):
+    the last row of a repeated identity wins (CREATE, which has no existence check, must never
+    see one twice). The identity is the destination id, or an event's key."""
     groups: dict[Any, dict[Any, Any]] = {}
-    for src, dst, *attrs in rows:
-        groups.setdefault(src, {})[dst] = [dst, *attrs] if attrs else dst
+    for src, identity, target in rows:
+        groups.setdefault(src, {})[identity] = target
     return [(src, list(targets.values())) for src, targets in groups.items()]
 
 
@@ -143,7 +153,9 @@ class Neo4jStore(Store):
             return session.run(query, params).values()
 
     def ensure_constraints(self) -> None:
-        """Uniqueness on every label's key; must exist before any MERGE (it is also the index)."""
+        """Uniqueness on every label's key and on the event key; must exist before any MERGE
+        (each is also the index). Events of a store written before events had keys get theirs
+        first."""
         with self.session() as session:
             for label in Label:
                 session.run(
@@ -152,6 +164,37 @@ class Neo4jStore(Store):
                         f"FOR (n:{label}) REQUIRE n.{KEY} IS UNIQUE"
                     )
                 ).consume()
+            keyed = session.run(
+                _q("SHOW CONSTRAINTS YIELD name WHERE name = $name RETURN count(*)"),
+                name=EVENT_KEY_CONSTRAINT,
+            ).single(strict=True)[0]
+            if not keyed:  # the constraint comes after the keys: without it, look for old events
+                self._key_old_events(session)
+            session.run(
+                _q(
+                    f"CREATE CONSTRAINT {EVENT_KEY_CONSTRAINT} IF NOT EXISTS "
+                    f"FOR ()-[r:{Rel.INTERACTED}]-() REQUIRE r.key IS UNIQUE"
+                )
+            ).consume()
+
+    def _key_old_events(self, session: neo4j.Session) -> None:
+        """Give keys to events stored without one (one per (user, product), older versions)."""
+        while rows := session.run(
+            _q(
+                f"MATCH (a:User)-[r:{Rel.INTERACTED}]->(b:Product) WHERE r.key IS NULL "
+                "RETURN elementId(r), a.id, b.id, r.rating, r.ts, r.kind, r.price, r.session "
+                f"LIMIT {self.rel_batch_size}"
+            )
+        ).values():
+            keys = [[rid, InteractionRow.of(*fields).key] for rid, *fields in rows]
+            session.execute_write(
+                _run,
+                _q(
+                    "UNWIND $rows AS row MATCH ()-[r]->() WHERE elementId(r) = row[0] "
+                    "SET r.key = row[1]"
+                ),
+                keys,
+            )
 
     def write_snapshot(self, snap: Snapshot, progress: Progress | None = None) -> None:
         """Nodes first, then relationships (which MATCH their endpoints by key)."""
@@ -162,8 +205,11 @@ class Neo4jStore(Store):
             (Label.CATEGORY, _NODE_WRITES[Label.CATEGORY], snap.categories),
             (Label.USER, _NODE_WRITES[Label.USER], snap.users),
         ]
-        rels: list[tuple[Rel, Iterable[Sequence[Any]]]] = list(snap.edges.items())
-        rels.append((Rel.INTERACTED, snap.interactions))
+        rels: list[tuple[Rel, Iterable[tuple[Any, Any, Any]]]] = [
+            (rel, ((s, d, d) for s, d in pairs)) for rel, pairs in snap.edges.items()
+        ]
+        events = ((r.user, r.key, [r.product, *r[2:]]) for r in snap.interactions)
+        rels.append((Rel.INTERACTED, events))
         with self.session() as session:
             for step, query, rows in steps:
                 self._write_batches(session, str(step), query, rows, progress)
@@ -174,7 +220,7 @@ class Neo4jStore(Store):
         self,
         session: neo4j.Session,
         rel: Rel,
-        rows: Iterable[Sequence[Any]],
+        rows: Iterable[tuple[Any, Any, Any]],
         progress: Progress | None,
     ) -> None:
         groups = group_by_source(rows)
@@ -238,10 +284,15 @@ class Neo4jStore(Store):
                 ),
                 users=sorted(self._collect("MATCH (n:User) RETURN collect(n.id)")),
                 edges={rel: self._pairs(rel) for rel in EDGE_RELS},
-                interactions=self._rows(
-                    InteractionRow,
-                    "MATCH (a:User)-[r:INTERACTED]->(b:Product) "
-                    "RETURN collect([a.id, b.id, r.rating, r.ts, r.kind])",
+                interactions=sorted(
+                    starmap(
+                        InteractionRow,
+                        self._collect(
+                            "MATCH (a:User)-[r:INTERACTED]->(b:Product) RETURN collect([a.id, "
+                            "b.id, r.rating, r.ts, r.kind, r.price, r.session, r.key])"
+                        ),
+                    ),
+                    key=InteractionRow.sort_key,
                 ),
             )
 

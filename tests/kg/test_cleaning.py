@@ -59,7 +59,8 @@ def small_catalogue() -> Catalogue:
     ]
     interactions = [
         Interaction("u1", "a", 5.0),
-        Interaction("u1", "a", 1.0),  # second rating of the same item: repeat
+        Interaction("u1", "a", 1.0),  # another rating of the same item: an event, kept
+        Interaction("u1", "a", 5.0),  # exact repeat of the first: dropped
         Interaction("u1", "a", None, 10.0, "view"),
         Interaction("u1", "a", None, 20.0, "view"),  # another view later: kept
         Interaction("u2", "y", 4.0),  # outside the catalogue
@@ -91,7 +92,7 @@ def test_clean_small_catalogue_with_stubs():
     assert catalogue.categories[tools].parent == "Home & Garden"
     assert catalogue.categories["Home & Garden"].parent is None
     assert len(catalogue.edges) == 4
-    assert [i.rating for i in catalogue.interactions if i.kind == "rating"] == [5.0, 4.0]
+    assert [i.rating for i in catalogue.interactions if i.kind == "rating"] == [5.0, 1.0, 4.0]
     assert not catalogue.products["x"].in_catalogue and not catalogue.products["y"].in_catalogue
 
 
@@ -101,7 +102,7 @@ def test_clean_drop_mode_and_idempotence():
     assert (report.external_edges, report.external_interactions, report.stubs_added) == (1, 1, 0)
     assert set(catalogue.products) == {"a", "b"}
     assert all(e.dst in {"a", "b"} for e in catalogue.edges)
-    assert len(catalogue.interactions) == 3
+    assert len(catalogue.interactions) == 4
     again = clean(catalogue, external="drop")
     assert again == CleaningReport(external="drop", categories=2)
 
@@ -158,8 +159,9 @@ def test_magazine_cleaned(magazine):
     # README: 16,614 referenced ids, 15,884 outside; ratings add 108 more items not in the
     # metadata (2,428 rated, 2,320 described), one of which is also a related-product target.
     assert report.external_products == 15_884 + 107
-    assert report.duplicate_interactions == 50
-    assert len(catalogue.interactions) + report.external_interactions == 88_368 - 50
+    # README: 50 repeated (user, item) pairs, each with another rating: events, not duplicates.
+    assert report.duplicate_interactions == 0
+    assert len(catalogue.interactions) + report.external_interactions == 88_368
     # Unescaping merges `&amp;`/`&` spellings: raw 947 brands and 312 category paths
     # (227 names) become 942 brands and 190 nodes (178 names).
     assert len(catalogue.brands) == 942

@@ -72,7 +72,10 @@ def _assert_contract(data: HeteroData) -> None:
         ei = store.edge_index
         assert ei.dtype == torch.long and ei.shape[0] == 2
         keys = ei[0] * data[dst].num_nodes + ei[1]
-        assert bool((keys[1:] > keys[:-1]).all()), (src, rel, dst)  # sorted, no repeats
+        if "interacted" in rel:  # one edge per event: a pair repeats when events do
+            assert bool((keys[1:] >= keys[:-1]).all()), (src, rel, dst)
+        else:
+            assert bool((keys[1:] > keys[:-1]).all()), (src, rel, dst)  # sorted, no repeats
         assert ei.numel() == 0 or int(ei[0].max()) < data[src].num_nodes
         reverse = rel[4:] if rel.startswith("rev_") else f"rev_{rel}"
         back = data[dst, reverse, src].edge_index
@@ -81,7 +84,8 @@ def _assert_contract(data: HeteroData) -> None:
         )
     inter = data["user", "interacted", "product"]
     assert inter.rating.dtype == torch.float and inter.ts.dtype == torch.float
-    assert inter.kind.dtype == torch.long
+    assert inter.kind.dtype == torch.long and inter.session.dtype == torch.long
+    assert inter.price.dtype == torch.float and inter.price.shape == inter.ts.shape
     assert int(inter.kind.max()) < len(INTERACTION_KINDS)
 
 
@@ -95,6 +99,10 @@ def test_magazine_neo4j_equals_embedded(neo4j_clean, tmp_path: Path) -> None:
     prices = [cat.products[pid].price for pid in data["product"].node_id]
     assert data["product"].price.isnan().tolist() == [p is None for p in prices]
     assert data["user"].num_nodes == 72_098
+    # Every rating is an event: 50 users rated an item twice, differently (README).
+    inter = data["user", "interacted", "product"]
+    pairs = inter.edge_index[0] * data["product"].num_nodes + inter.edge_index[1]
+    assert inter.num_edges - pairs.unique().numel() == 50
     rev = data["product", "rev_interacted", "user"]
     assert rev.rating.shape == rev.kind.shape == (rev.edge_index.shape[1],)
 

@@ -1,5 +1,6 @@
 """One contract suite, run against both stores: what is written is what is read back, writes
-are idempotent upserts, and only allow-listed labels and relationship types reach Neo4j."""
+are idempotent upserts, every interaction event is kept (exact duplicates once), and only
+allow-listed labels and relationship types reach Neo4j."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from kg.schema import Catalogue, Category, Edge, Interaction, Label, Product, Rel
 from kg.stores import EmbeddedStore, Neo4jStore, Snapshot, Store, StoreError, open_store
+from kg.stores.base import InteractionRow
 
 
 def small_catalogue() -> Catalogue:
@@ -33,8 +35,9 @@ def small_catalogue() -> Catalogue:
     ]
     cat.interactions = [
         Interaction("u1", "p1", 5.0, 10.0),
-        Interaction("u1", "p1", 4.0, 20.0),  # same pair: the last one wins
-        Interaction("u2", "s1", None, 1, "view"),
+        Interaction("u1", "p1", 4.0, 20.0),  # same pair, another event: kept
+        Interaction("u1", "p1", 4.0, 20.0),  # exact duplicate: stored once
+        Interaction("u2", "s1", None, 1, "view", 2.5, "sess-1"),
         Interaction("u2", "p3", 3.0, None, "review"),
     ]
     return cat
@@ -49,7 +52,7 @@ EXPECTED = {
         "ALSO_BOUGHT": 2,
         "ALSO_VIEWED": 1,
         "BOUGHT_TOGETHER": 1,
-        "INTERACTED": 3,
+        "INTERACTED": 4,
     },
 }
 
@@ -71,7 +74,8 @@ def test_write_reads_back(store: Store) -> None:
     assert store.counts() == EXPECTED
     snap = store.snapshot()
     assert snap == Snapshot.from_catalogue(cat)
-    assert snap.interactions[0].rating == 4.0 and snap.interactions[0].ts == 20.0
+    assert [(r.rating, r.ts) for r in snap.interactions[:2]] == [(5.0, 10.0), (4.0, 20.0)]
+    assert snap.interactions[3] == InteractionRow.of("u2", "s1", None, 1, "view", 2.5, "sess-1")
     assert snap.products[-1] == ("s1", "", "", None, False)
 
 
@@ -81,9 +85,13 @@ def test_rewrite_is_idempotent_and_upserts(store: Store) -> None:
     store.write(cat)
     assert store.counts() == EXPECTED
     cat.products["p2"].title = "Lip gloss"
-    cat.interactions.append(Interaction("u2", "p3", 1.0, 5.0, "rating"))
+    cat.interactions.append(Interaction("u2", "p3", 1.0, 5.0, "rating"))  # a new event
     store.write(cat)
-    assert store.counts() == EXPECTED
+    counts = store.counts()
+    assert counts["relationships"].pop("INTERACTED") == 5
+    assert counts["relationships"] == {
+        k: v for k, v in EXPECTED["relationships"].items() if k != "INTERACTED"
+    }
     assert store.snapshot() == Snapshot.from_catalogue(cat)
 
 
@@ -117,7 +125,7 @@ def test_queries(store: Store) -> None:
 def test_clear_and_progress(store: Store) -> None:
     steps: dict[str, tuple[int, int]] = {}
     store.write(small_catalogue(), lambda step, done, total: steps.update({step: (done, total)}))
-    assert steps["INTERACTED"] == (3, 3) and steps["Product"] == (4, 4)
+    assert steps["INTERACTED"] == (4, 4) and steps["Product"] == (4, 4)
     store.clear()
     counts = store.counts()
     assert not any(counts["nodes"].values()) and not any(counts["relationships"].values())
@@ -142,14 +150,13 @@ def test_unlink_and_remove_products(store: Store) -> None:
         "BOUGHT_TOGETHER": 0,
         "INTERACTED": 1,
     }
-    assert store.snapshot().interactions == [("u2", "s1", None, 1.0, "view")]
+    assert [row[:5] for row in store.snapshot().interactions] == [("u2", "s1", None, 1.0, "view")]
 
 
-def test_embedded_persists_atomically(tmp_path) -> None:
+def test_embedded_persists(tmp_path) -> None:
     path = tmp_path / "graph"
     with EmbeddedStore(path) as first:
         first.write(small_catalogue())
-    assert [p.name for p in path.iterdir()] == ["graph.json.gz"]  # no temp file left behind
     with open_store(f"embedded:{path}") as again:
         assert again.counts() == EXPECTED
         assert again.snapshot() == Snapshot.from_catalogue(small_catalogue())
@@ -162,14 +169,30 @@ def test_neo4j_uses_only_schema_labels_and_constraints(neo4j_clean) -> None:
         types = {r[0] for r in store._read("CALL db.relationshipTypes()")}
         constraints = store._read(
             "SHOW CONSTRAINTS YIELD labelsOrTypes, properties, type "
-            "WHERE type = 'UNIQUENESS' RETURN labelsOrTypes[0], properties"
+            "RETURN type, labelsOrTypes[0], properties"
         )
     assert labels == {str(label) for label in Label}
     assert types == {str(rel) for rel in Rel}
-    assert sorted(constraints) == sorted([str(label), ["id"]] for label in Label)
+    assert sorted(constraints) == sorted(
+        [["UNIQUENESS", str(label), ["id"]] for label in Label]
+        + [["RELATIONSHIP_UNIQUENESS", "INTERACTED", ["key"]]]
+    )
 
 
 @pytest.mark.parametrize("uri", ["http://localhost:7474", "embedded:", "bolt://127.0.0.1:1"])
 def test_open_store_rejects_bad_uris(uri: str) -> None:
     with pytest.raises(StoreError, match="embedded:PATH|127.0.0.1:1"):
         open_store(uri)
+
+
+def test_neo4j_events_without_keys_get_them(neo4j_clean) -> None:
+    """Events stored by earlier versions (one per pair, no key) are keyed on the next write,
+    so writing the same events again adds nothing."""
+    with Neo4jStore(neo4j_clean.uri, neo4j_clean.user, neo4j_clean.password) as store:
+        cat = small_catalogue()
+        store.write(cat)
+        store._read("MATCH ()-[r:INTERACTED]->() REMOVE r.key")
+        store._read("DROP CONSTRAINT kgrec_interacted_key")
+        store.write(cat)
+        assert store.counts() == EXPECTED
+        assert store.snapshot() == Snapshot.from_catalogue(cat)

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,17 +78,6 @@ def reference(files: Delta, tmp_path_factory: pytest.TempPathFactory) -> Snapsho
     with EmbeddedStore(tmp) as store:
         assert store.remove_products([REMOVED]) == 1
         return store.snapshot()
-
-
-@pytest.fixture(params=["embedded", "neo4j"])
-def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "embedded":
-        yield f"embedded:{tmp_path / 'graph'}"
-        return
-    settings = request.getfixturevalue("neo4j_clean")
-    yield settings.uri
-    with open_store(settings.uri) as store:
-        store.clear()  # in memory-bounded batches, for the next test's fixture
 
 
 def _update(files: Delta, uri: str, tmp_path: Path) -> UpdateSummary:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import copy
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from torch import Tensor
@@ -16,6 +20,11 @@ from fusion.data.splits import (
     related_split,
     rev,
 )
+from kg.build import build
+from kg.export import to_heterodata
+from kg.stores import open_store
+
+REES46 = Path(os.environ["KGREC_DATA"]) / "rees46-2019-oct-sample" / "events-2019-10-01.csv.gz"
 
 
 def _pairs(edge_index: Tensor) -> set[tuple[int, int]]:
@@ -54,6 +63,44 @@ def test_recommend_leave_one_out_by_ts(tiny: HeteroData) -> None:
     ts = dict(zip(map(tuple, store.edge_index.t().tolist()), store.ts.tolist(), strict=True))
     assert (ts[0, 1], ts[0, 3]) == (0.0, 1.0)
     assert tiny[INTERACTED].num_edges == 9  # the input graph is untouched
+
+
+def test_recommend_split_with_repeated_events(tiny: HeteroData) -> None:
+    """A user who views, carts and buys the same items: each item is placed at its last event,
+    and every event of a held-out pair leaves training, so no target is a training pair."""
+    graph = copy.deepcopy(tiny)
+    # u0: view 1 (t0), view 2 (t1), cart 1 (t2), view 3 (t3), view 2 (t4), buy 3 (t5), buy 3 (t6).
+    events = [(0, 1, 0), (0, 2, 1), (0, 1, 2), (0, 3, 3), (0, 2, 4), (0, 3, 5), (0, 3, 6)]
+    events += [(1, 4, 0), (1, 4, 1), (1, 0, 2)]  # u1: two items only, all training
+    edges = torch.tensor([(u, p) for u, p, _ in events]).t()
+    ts = torch.tensor([t for *_, t in events], dtype=torch.float)
+    for edge_type, edge_index in ((INTERACTED, edges), (rev(INTERACTED), edges.flip(0))):
+        del graph[edge_type]  # drops tiny's events and their attributes
+        graph[edge_type].edge_index, graph[edge_type].ts = edge_index, ts
+    split = recommend_split(graph)
+    assert _listed(split.test) == {0: [3]} and _listed(split.valid) == {0: [2]}
+    assert _listed(split.history("test")) == {0: [1, 2], 1: [4, 0]}
+    assert _pairs(split.train_edges) == {(0, 1), (1, 4), (1, 0)}
+    store = split.train_graph[INTERACTED]
+    # Training keeps every event of the training pairs: both of u0's events on item 1.
+    assert sorted(map(tuple, store.edge_index.t().tolist())) == [
+        (0, 1), (0, 1), (1, 0), (1, 4), (1, 4)
+    ]  # fmt: skip
+    assert not _held_out(split) & _pairs(store.edge_index)
+
+
+def test_recommend_split_on_rees46_events(tmp_path: Path) -> None:
+    """REES46 (views, carts, purchases of the same items, every event kept): no held-out pair
+    is trained on, while the training graph keeps repeated events."""
+    uri = f"embedded:{tmp_path / 'g'}"
+    build(REES46, store_uri=uri, rejects_path=tmp_path / "r.jsonl")
+    with open_store(uri) as store:
+        data = to_heterodata(store)
+    split = recommend_split(data)
+    graph = split.train_graph[INTERACTED]
+    held = _held_out(split)
+    assert held and not held & (_pairs(graph.edge_index) | _pairs(split.train_edges))
+    assert graph.num_edges > len(_pairs(graph.edge_index))  # repeats kept for training
 
 
 def test_related_split_eligibility_and_reverse(tiny: HeteroData) -> None:
