@@ -21,3 +21,7 @@ class ConfigError(InvalidArgumentError):
 
 class MissingDataError(KgrecError, ValueError):
     """The data at hand cannot serve the request (an empty store, a relation without edges)."""
+
+
+class NotFoundError(KgrecError, LookupError):
+    """An id the request names (a product, a user) is not in the store or the model."""

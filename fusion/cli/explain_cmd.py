@@ -19,6 +19,7 @@ def explain(
 ) -> None:
     """Up to 3 paths between two products (direct links, a shared brand or category — smaller
     first — or, where the graph has none, the words their texts share) and the Cypher query."""
+    from kg.errors import NotFoundError
     from kg.paths import explain_cypher, kg_view
     from kg.stores import open_store
 
@@ -26,7 +27,7 @@ def explain(
         products = graph.get_products([product_a, product_b])
         missing = [pid for pid in (product_a, product_b) if pid not in products]
         if missing:
-            raise LookupError(f"unknown product {missing[0]!r} in {graph.uri}")
+            raise NotFoundError(f"unknown product {missing[0]!r} in {graph.uri}")
         paths = kg_view(graph).explain([product_a], [product_b], products=products)[product_b]
     cypher = explain_cypher(product_a, product_b)
     if as_json:

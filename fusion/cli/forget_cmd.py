@@ -21,6 +21,7 @@ def forget(
     next reload (POST /admin/reload)."""
     from fusion.model.checkpoint import read_meta
     from fusion.model.forget import forget_user_in_checkpoint
+    from kg.errors import NotFoundError
     from kg.stores import open_store
 
     with user_errors():
@@ -31,7 +32,7 @@ def forget(
             removed = graph.remove_user(user)
         in_checkpoint = has_checkpoint and forget_user_in_checkpoint(checkpoint, user)
         if removed is None and not in_checkpoint:
-            raise LookupError(f"unknown user {user!r}: not in the store nor in {checkpoint}")
+            raise NotFoundError(f"unknown user {user!r}: not in the store nor in {checkpoint}")
     done = (
         [] if removed is None else [f"{removed} interactions and the user removed from the store"]
     )

@@ -24,7 +24,7 @@ from fusion.model.checkpoint import read_meta
 from fusion.serving.ann import AnnIndex
 from fusion.serving.query_model import load_query_model
 from fusion.serving.rerank import ProductSimilarity, labels, mmr, pool_size
-from kg.errors import InvalidArgumentError, KgrecError
+from kg.errors import InvalidArgumentError, NotFoundError
 from kg.paths import Neo4jView, Path, category_name, kg_view, text_paths
 from kg.schema import CATEGORY_PATH_SEP, Product
 from kg.stores import Store, open_store
@@ -61,7 +61,7 @@ class QueryModel(Protocol):
         ...
 
 
-class UnknownIdError(KgrecError, LookupError):
+class UnknownIdError(NotFoundError):
     """A product or user id that neither the model nor the graph knows."""
 
     def __init__(self, kind: str, id_: str, why: str = "not in the model nor in the graph") -> None:

@@ -15,6 +15,8 @@ from collections.abc import Hashable, Sequence
 import torch
 from torch import Tensor
 
+from kg.errors import InvalidArgumentError
+
 POOL_FACTOR = 3  # candidates considered per answer when diversifying
 POOL_MIN_EXTRA = 20
 
@@ -27,7 +29,7 @@ def pool_size(k: int, diversity: float) -> int:
 
 def check_diversity(diversity: float) -> None:
     if not 0.0 <= diversity <= 1.0:
-        raise ValueError(f"diversity must be within [0, 1], got {diversity}")
+        raise InvalidArgumentError(f"diversity must be within [0, 1], got {diversity}")
 
 
 def labels(keys: Sequence[Hashable | None]) -> Tensor:

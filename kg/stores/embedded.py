@@ -303,12 +303,20 @@ class EmbeddedStore(Store):
             return db.total_changes - before
 
     def remove_user(self, user_id: str) -> int | None:
+        # Deleted rows must not linger either: secure_delete zeroes their bytes in the database
+        # file, and the write-ahead log (which holds the old pages) is checkpointed and emptied.
         with self.transaction(), self._errors("write"):
+            self._db.execute("PRAGMA secure_delete = ON")
             if not self._db.execute("SELECT 1 FROM user_ WHERE id = ?", (user_id,)).fetchone():
                 return None
             removed = self._db.execute("DELETE FROM interaction WHERE user = ?", (user_id,))
             self._db.execute("DELETE FROM user_ WHERE id = ?", (user_id,))
-            return removed.rowcount
+        with self._lock, self._errors("write"):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")  # free pages may still hold the rows' old copies
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (self.path / (OLD_GRAPH_FILE + ".migrated")).unlink(missing_ok=True)  # pre-SQLite copy
+        return removed.rowcount
 
     def version(self) -> str | None:
         # A commit appends to the write-ahead log and a checkpoint rewrites the database file,
