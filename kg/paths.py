@@ -243,7 +243,7 @@ def _words(text: str) -> set[str]:
 
 def _product_node(product_id: str, products: Mapping[str, Product] | None = None) -> Node:
     product = products.get(product_id) if products else None
-    return _titled_node(product_id, product.title if product and product.title else None)
+    return _titled_node(product_id, product.display_title or None if product else None)
 
 
 # Nodes and hops are frozen, so paths can share them: building them was most of an explained

@@ -61,6 +61,11 @@ class Product:
     price: float | None = None
     in_catalogue: bool = True
 
+    @property
+    def display_title(self) -> str:
+        """The title, or the start of the description where the source had no usable title."""
+        return self.title or self.description[:80]
+
 
 @dataclass
 class Category:

@@ -448,7 +448,4 @@ def top_related(vectors: Tensor, k: int, chunk: int = 1024) -> Iterator[tuple[in
 
 
 def _display_title(product: Product | None) -> str:
-    """The title, or the start of the description where the source had no usable title."""
-    if product is None:
-        return ""
-    return product.title or product.description[:80]
+    return "" if product is None else product.display_title
