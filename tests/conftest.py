@@ -28,6 +28,13 @@ TEST_HOME = Path(os.environ.get("KGREC_TEST_HOME") or "/tmp/kgrec-test") / "neo4
 # Test modules read it from the environment, which is set here before they are imported.
 os.environ.setdefault("KGREC_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Tests read slices of the real data: without it they would fail one by one, obscurely."""
+    data = Path(os.environ["KGREC_DATA"])
+    if not (data / "amazon-beauty-2014").is_dir():
+        pytest.exit(f"the shared data is not at {data}: set KGREC_DATA to its directory", 1)
+
 # Point kgrec's defaults at the test server before any test runs, so that code which falls back
 # to connection_settings()/ensure_running() can never reach a user's own database.
 for _var in ("NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD"):
