@@ -35,6 +35,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not (data / "amazon-beauty-2014").is_dir():
         pytest.exit(f"the shared data is not at {data}: set KGREC_DATA to its directory", 1)
 
+
 # Point kgrec's defaults at the test server before any test runs, so that code which falls back
 # to connection_settings()/ensure_running() can never reach a user's own database.
 for _var in ("NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD"):
