@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from torch_geometric.data import HeteroData
 
@@ -20,16 +19,6 @@ def graph_counts(graph: HeteroData) -> dict[str, Any]:
             if not et[1].startswith("rev_")
         },
     }
-
-
-def public_uri(store: str | None) -> str | None:
-    """The store URI without a password."""
-    if not store or "@" not in store:
-        return store
-    parts = urlsplit(store)
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].split(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[2]}" if user else netloc[2]))
 
 
 def model_card(name: str, config: dict[str, Any], meta: dict[str, Any]) -> str:

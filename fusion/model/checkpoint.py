@@ -33,11 +33,12 @@ from fusion import __version__
 from fusion.config import FusedConfig
 from fusion.data.replay import Trained
 from fusion.model import atomic_dir
-from fusion.model.card import graph_counts, model_card, public_uri
+from fusion.model.card import graph_counts, model_card
 from fusion.model.fused import FusedModel
 from gnn.encoders import EdgeType
 from kg.errors import KgrecError
 from kg.export import load_id_maps, save_id_maps
+from kg.stores.uri import redact
 
 WEIGHTS, CONFIG, ID_MAPS, META = "weights.safetensors", "config.json", "id_maps.json", "meta.json"
 TRAINED = "trained.json.gz"  # {query id: [product ids]}: the training pairs fitted on
@@ -90,7 +91,7 @@ def save_checkpoint(
             "relations": [list(et) for et in model.edge_types],
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "kgrec_version": __version__,
-            "data": {"store": public_uri(store), **graph_counts(graph)},
+            "data": {"store": None if store is None else redact(store), **graph_counts(graph)},
         }
         _write_json(tmp / META, meta)
         if trained is not None:

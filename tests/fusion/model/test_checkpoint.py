@@ -303,7 +303,7 @@ def test_the_model_card(beauty, saved, tmp_path):
     also_bought = beauty["product", "also_bought", "product"].num_edges
     for part in (
         "related / also_bought",
-        "bolt://neo4j@127.0.0.1:7687",
+        "bolt://neo4j:***@127.0.0.1:7687",  # the password masked as everywhere
         f"{products:,} / {users:,}",
         f"also_bought {also_bought:,}",
         f"`{TEXT_MODEL}`",
