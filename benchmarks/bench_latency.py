@@ -8,7 +8,7 @@ Without --checkpoint the model is a Beauty `related` model (bought_together, 5 e
 once with `kgrec build` + `kgrec train` into artifacts/bench-latency/ (a few minutes): latency
 depends on the model's size, not on how long it trained.
 
-The server is `kgrec serve --workers N --no-access-log` (default: one worker per CPU) in a
+The server is `kgrec serve --workers N --access-log off` (default: one worker per CPU) in a
 subprocess on 127.0.0.1. Like every server process it ranks each known product's 100 nearest once
 at start (`Recommender.precompute_neighbours`); the in-process numbers include the full scan that
 answers without that table (k > 100, filters that leave fewer than k of the 100, new products).
@@ -156,7 +156,8 @@ def free_port() -> int:
 
 def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen:
     """`kgrec serve` in a subprocess, once every worker has started."""
-    cmd = [*KGREC, "serve", "--port", str(port), "--workers", str(args.workers), "--no-access-log"]
+    cmd = [*KGREC, "serve", "--port", str(port), "--workers", str(args.workers)]
+    cmd += ["--access-log", "off"]
     cmd += ["--checkpoint", str(args.checkpoint), "--store", args.store]
     with log.open("w") as err:  # uvicorn: startup on stderr, the access log on stdout
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)

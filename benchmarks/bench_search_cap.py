@@ -52,7 +52,7 @@ def main() -> None:
     port = _free_port()
     command = [
         sys.executable, "-c", "from fusion.cli import main; main()", "serve", "--port", str(port),
-        "--checkpoint", args.checkpoint, "--store", args.store, "--no-access-log",
+        "--checkpoint", args.checkpoint, "--store", args.store, "--access-log", "off",
     ]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -5,15 +5,15 @@ category); a recommendation from the user's recent items (`U —INTERACTED→ P 
 search hit by the brand or category named in the query text. Paths are read from the store:
 with Neo4j one parameterised Cypher query per answer list, with the embedded store the same
 from its adjacency. Both produce the same candidate rows, ranked by one function: the most
-specific first — a direct link (a "shared node" of one pair) before a shared brand or category,
-and a small brand or category before a large one; a node shared by more than half of all
-products explains nothing and is left out. Where the graph has nothing, the words both products'
-titles (or descriptions) share are the reason.
+specific first — a direct link (a "shared node" of one pair) before a shared brand, category
+or shopper (one who had both; shown without their id), and a small one before a large one; a
+node shared by more than half of all products explains nothing and is left out. The rarest
+words both products' texts share and the smallest category both sit under (`kg.reasons`)
+compete on the same measure, so every answer whose texts or categories overlap has a reason.
 """
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping
@@ -22,6 +22,8 @@ from typing import Any, Literal, LiteralString, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from kg.chains import Chain, Link, best_chain, between
+from kg.reasons import ReasonIndex
 from kg.schema import CATEGORY_PATH_SEP, PRODUCT_RELATIONS, Label, Product, Rel
 from kg.stores import Neo4jStore, Store
 
@@ -30,16 +32,17 @@ MAX_PATHS = 3
 MAX_ANCHORS = 20
 # A brand or category shared by more than this share of all products explains nothing.
 UNINFORMATIVE_SHARE = 0.5
-# Text reasons: at most this many shared words, longest first; shorter words carry little.
-MAX_WORDS, MIN_WORD = 5, 3
 # Among equally specific links, stronger evidence first.
 _REL_RANK = {
     Rel.BOUGHT_TOGETHER: 0,
     Rel.ALSO_BOUGHT: 1,
     Rel.ALSO_VIEWED: 2,
     Rel.MADE_BY: 3,
-    Rel.IN_CATEGORY: 4,
+    Rel.INTERACTED: 4,
+    Rel.IN_CATEGORY: 5,
 }
+# Another shopper behind a path is shown without their id (one per path, so one node id).
+SHOPPER_ID = "another shopper"
 
 
 class Node(BaseModel):
@@ -65,11 +68,12 @@ class Hop(BaseModel):
 class Path(BaseModel):
     """Nodes from the query side to the answer, and the relationship between each pair.
     `size`: how many products share the node the path goes through (1: a direct link between
-    the two products; None: not a graph node, e.g. shared words) — smaller is more specific."""
+    the two products; None: not known) — smaller is more specific. `kind`: a graph path, shared
+    words ("text") or the nearest category both sit under ("category")."""
 
     nodes: list[Node]
     rels: list[Hop]
-    kind: Literal["graph", "text"] = "graph"
+    kind: Literal["graph", "text", "category"] = "graph"
     size: int | None = None
 
     @computed_field  # type: ignore[prop-decorator]
@@ -119,26 +123,61 @@ class KGView(ABC):
     def product_count(self) -> int:
         """How many products the graph holds (what a shared node's size is measured against)."""
 
+    @abstractmethod
+    def links(self, ids: list[str]) -> dict[str, list[Link]]:
+        """Each product's links to other products: (relation, other, forward)."""
+
     def explain(
         self,
         anchors: list[str],
         results: list[str],
         user_id: str | None = None,
         products: Mapping[str, Product] | None = None,
+        reasons: ReasonIndex | None = None,
     ) -> dict[str, list[Path]]:
         """Up to MAX_PATHS paths per result, most specific first; starting at `user_id` when
-        given. With `products` (id → Product), nodes carry titles and a result the graph cannot
-        explain gets a text reason from the most recent anchor it shares words with."""
+        given. With `products` (id → Product), nodes carry titles, and shared words or the
+        nearest shared category ancestor are reasons too: with `reasons` (catalogue counts)
+        sized and ranked among the graph paths, without them only where the graph has nothing
+        (how rare a word is cannot be told from two products)."""
         anchors = list(dict.fromkeys(reversed(anchors)))[:MAX_ANCHORS][::-1]  # recent, distinct
         if not anchors or not results:
             return {r: [] for r in results}
         rows = self.path_rows(anchors, results)
         found = best_paths(rows, results, user_id, products, self.product_count())
-        if products:
-            for result, paths in found.items():
-                if not paths:
-                    paths += text_reason(anchors, result, products, user_id)
+        unexplained = [result for result, paths in found.items() if not paths]
+        for result, chain in self._chains(anchors, unexplained).items():
+            found[result].append(_chain_path(chain, user_id, products))
+        if not products:
+            return found
+        index = reasons or ReasonIndex(products.values())
+        for result, paths in found.items():
+            if reasons is None and paths:
+                continue
+            extra = other_reasons(anchors, result, products, index, user_id)
+            if reasons is None:
+                for path in extra:
+                    path.size = None
+                paths += extra[:1]
+            else:  # stable: a graph path first where sizes tie
+                found[result] = sorted(paths + extra, key=lambda p: p.size)[:MAX_PATHS]
         return found
+
+    def _chains(self, anchors: list[str], results: list[str]) -> dict[str, Chain]:
+        """The best chain of product links to each of `results` (two rounds of link reads)."""
+        if not results:
+            return {}
+        adjacency = self.links([*anchors, *results])
+        adjacency |= self.links(sorted(between([*anchors, *results], adjacency) - adjacency.keys()))
+        limit, rank = UNINFORMATIVE_SHARE * self.product_count(), _REL_RANK.__getitem__
+        chains = {r: best_chain(anchors, r, adjacency, limit, rank) for r in results}
+        return {r: chain for r, chain in chains.items() if chain is not None}
+
+
+def _chain_path(chain: Chain, user_id: str | None, products: Mapping[str, Product] | None) -> Path:
+    nodes = [_product_node(pid, products) for pid in chain.products]
+    rels = [_hop(rel, forward) for rel, forward in chain.hops]
+    return _from_user(Path(nodes=nodes, rels=rels, size=chain.size), user_id)
 
 
 def best_paths(
@@ -161,8 +200,10 @@ def best_paths(
         paths: list[Path] = []
         seen: set[tuple[str, str, bool]] = set()
         for row in ranked:
-            # One path per shared node, and per relation type for direct links.
-            key = (row.rel, row.via.id if row.via else "", row.forward)
+            # One path per shared node, per relation type for direct links, and one through
+            # another shopper (the smallest basket that holds both).
+            shared = row.via.id if row.via and row.rel != Rel.INTERACTED else ""
+            key = (row.rel, shared, row.forward)
             if key in seen:
                 continue
             seen.add(key)
@@ -188,10 +229,17 @@ def _path(row: PathRow, user_id: str | None, products: Mapping[str, Product] | N
         via = row.via
         if via.label == Label.PRODUCT:
             via = _product_node(via.id, products)
-        nodes, rels = [anchor, via, result], [_hop(row.rel, True), _hop(row.rel, False)]
+        forward = True
+        if via.label == Label.USER:  # User -INTERACTED-> Product: the shopper is the start
+            via, forward = Node(label=Label.USER, id=SHOPPER_ID, name=_basket(row.degree)), False
+        nodes, rels = [anchor, via, result], [_hop(row.rel, forward), _hop(row.rel, not forward)]
     return _from_user(
         Path(nodes=nodes, rels=rels, size=1 if row.via is None else row.degree), user_id
     )
+
+
+def _basket(products: int) -> str:
+    return f"a shopper with {products} products" if products > 2 else "a shopper with both"
 
 
 def _from_user(path: Path, user_id: str | None) -> Path:
@@ -202,43 +250,54 @@ def _from_user(path: Path, user_id: str | None) -> Path:
     return path
 
 
-def text_reason(
-    anchors: list[str], result: str, products: Mapping[str, Product], user_id: str | None = None
+def other_reasons(
+    anchors: list[str],
+    result: str,
+    products: Mapping[str, Product],
+    index: ReasonIndex,
+    user_id: str | None = None,
 ) -> list[Path]:
-    """The words `result` shares with the most recent anchor that shares any — title words
-    first, else title and description — as a one-path explanation; [] when none does."""
+    """The rarest words `result` shares with an anchor, and the smallest category above both,
+    each from the anchor giving the smallest (most recent on ties), sized by `index`."""
     theirs = products.get(result)
     if theirs is None:
         return []
-    for anchor in reversed(anchors):
+    words: tuple[int, str, list[str]] | None = None
+    category: tuple[int, str, str] | None = None
+    for anchor in reversed(anchors):  # most recent first: it wins ties
         ours = products.get(anchor)
         if ours is None or anchor == result:
             continue
-        shared = _words(ours.title) & _words(theirs.title) or _words(
-            f"{ours.title} {ours.description}"
-        ) & _words(f"{theirs.title} {theirs.description}")
-        if shared:
-            words = sorted(shared, key=lambda w: (-len(w), w))[:MAX_WORDS]
-            via = Node(label="Words", id=" ".join(words), name=", ".join(words))
-            nodes = [_product_node(anchor, products), via, _product_node(result, products)]
-            rels = [_hop("MENTIONS", True), _hop("MENTIONS", False)]
-            return [_from_user(Path(nodes=nodes, rels=rels, kind="text"), user_id)]
-    return []
+        shared = index.shared_words(ours, theirs)
+        if shared and (words is None or shared.size < words[0]):
+            words = shared.size, anchor, shared.words
+        above = index.shared_ancestor(ours, theirs)
+        if above and (category is None or above[0] < category[0]):
+            category = above[0], anchor, above[1]
+    found = []
+    if words:
+        size, anchor, shared_words = words
+        via = Node(label="Words", id=" ".join(shared_words), name=", ".join(shared_words))
+        found.append(_through(anchor, via, result, ("MENTIONS", "text", size), products, user_id))
+    if category:
+        size, anchor, cat = category
+        via = Node(label=Label.CATEGORY, id=cat, name=category_name(cat))
+        found.append(_through(anchor, via, result, ("UNDER", "category", size), products, user_id))
+    return sorted(found, key=lambda p: p.size or 0)
 
 
-_WORD = re.compile(rf"[^\W\d_]{{{MIN_WORD},}}")
-# Words too common in product text to be a reason on their own.
-_STOPWORDS = frozenset(
-    re.findall(
-        r"\w+",
-        """and the for with from this that your you are our all its new one set pack size inch
-        inches free each per not can will has have was were more most very""",
-    )
-)
-
-
-def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS}
+def _through(
+    anchor: str,
+    via: Node,
+    result: str,
+    how: tuple[str, Literal["text", "category"], int],
+    products: Mapping[str, Product],
+    user_id: str | None,
+) -> Path:
+    rel, kind, size = how
+    nodes = [_product_node(anchor, products), via, _product_node(result, products)]
+    path = Path(nodes=nodes, rels=[_hop(rel, True), _hop(rel, False)], kind=kind, size=size)
+    return _from_user(path, user_id)
 
 
 def _product_node(product_id: str, products: Mapping[str, Product] | None = None) -> Node:
@@ -315,6 +374,11 @@ CALL (a, r) {{
            c {{.id, name: coalesce(c.name, c.id), label: '{Label.CATEGORY}'}} AS via,
            COUNT {{ (c)<-[:{Rel.IN_CATEGORY}]-() }} AS degree
 {"".join(_SHARED_NEIGHBOUR.format(rel=rel, label=Label.PRODUCT) for rel in PRODUCT_RELATIONS)}
+  UNION ALL
+    MATCH (a)<-[:{Rel.INTERACTED}]-(u:{Label.USER})-[:{Rel.INTERACTED}]->(r)
+    WITH DISTINCT u
+    RETURN '{Rel.INTERACTED}' AS rel, true AS forward, u {{.id, name: null, label: '{Label.USER}'}}
+           AS via, COUNT {{ MATCH (u)-[:{Rel.INTERACTED}]->(y) RETURN DISTINCT y }} AS degree
 }}
 RETURN rid, min(aid) AS anchor, rel, forward, via, degree
 """  # type: ignore[assignment]
@@ -326,6 +390,13 @@ WITH u, p, max(i.ts) AS ts ORDER BY ts, p.id
 RETURN u.id AS user, collect(p.id) AS items
 """  # type: ignore[assignment]
 
+
+LINKS_CYPHER: LiteralString = f"""
+UNWIND $ids AS pid
+MATCH (p:{Label.PRODUCT} {{id: pid}})-[rel:{_PRODUCT_RELS}]-(x:{Label.PRODUCT})
+WHERE x <> p
+RETURN DISTINCT pid, type(rel) AS rel, x.id AS other, startNode(rel) = p AS forward
+"""  # type: ignore[assignment]
 
 PRODUCT_COUNT_CYPHER: LiteralString = f"MATCH (p:{Label.PRODUCT}) RETURN count(p)"  # type: ignore[assignment]
 
@@ -348,6 +419,12 @@ class Neo4jView(KGView):
         rows = self._read(USER_ITEMS_CYPHER, user=user_id)
         return rows[0][1] if rows else None  # grouped by user: no row for an unknown user
 
+    def links(self, ids: list[str]) -> dict[str, list[Link]]:
+        found: dict[str, list[Link]] = {pid: [] for pid in ids}
+        for pid, rel, other, forward in self._read(LINKS_CYPHER, ids=ids):
+            found[pid].append((rel, other, forward))
+        return found
+
     def path_rows(self, anchors: list[str], results: list[str]) -> list[PathRow]:
         rows = self._read(PATHS_CYPHER, anchors=anchors, results=results)
         return [
@@ -362,10 +439,15 @@ class SnapshotView(KGView):
     def __init__(self, store: Store) -> None:
         snap = store.snapshot()
         self._links: dict[tuple[str, str], set[tuple[str, bool]]] = defaultdict(set)
+        self._adjacent: dict[str, set[Link]] = defaultdict(set)
         for rel in PRODUCT_RELATIONS:
             for src, dst in snap.edges.get(rel, []):
+                if src == dst:
+                    continue
                 self._links[src, dst].add((rel, True))
                 self._links[dst, src].add((rel, False))
+                self._adjacent[src].add((rel, dst, True))
+                self._adjacent[dst].add((rel, src, False))
         names = {Label.BRAND: {b: b for b in snap.brands}, Label.CATEGORY: dict(snap.categories)}
         # product -> (relation, id) of a node it shares -> (that node, its size): its brand, its
         # categories, the products it is linked to (a neighbour both are linked to by the same
@@ -379,6 +461,8 @@ class SnapshotView(KGView):
             for src, dst in snap.edges.get(rel, []):
                 members[rel, dst].add(src)
                 members[rel, src].add(dst)
+        for row in snap.interactions:  # a shopper's basket: every product they had
+            members[Rel.INTERACTED, row.user].add(row.product)
         for (rel, node_id), products in members.items():
             label = _VIA_LABEL.get(rel, Label.PRODUCT)
             name = names[label].get(node_id) if label in names else None
@@ -395,6 +479,9 @@ class SnapshotView(KGView):
 
     def product_count(self) -> int:
         return self._product_count
+
+    def links(self, ids: list[str]) -> dict[str, list[Link]]:
+        return {pid: sorted(self._adjacent.get(pid, ())) for pid in ids}
 
     def user_items(self, user_id: str) -> list[str] | None:
         if user_id not in self._users:
@@ -421,7 +508,7 @@ class SnapshotView(KGView):
         return rows
 
 
-_VIA_LABEL = {Rel.MADE_BY: Label.BRAND, Rel.IN_CATEGORY: Label.CATEGORY}
+_VIA_LABEL = {Rel.MADE_BY: Label.BRAND, Rel.IN_CATEGORY: Label.CATEGORY, Rel.INTERACTED: Label.USER}
 
 
 def kg_view(store: Store) -> KGView:
@@ -431,8 +518,8 @@ def kg_view(store: Store) -> KGView:
 
 def explain_cypher(a: str, b: str) -> str:
     """A Cypher query, with the two ids filled in, that returns the graph paths between products
-    `a` and `b` (direct links, a product both are linked to, shared brand, shared category) — to
-    paste into Neo4j Browser."""
+    `a` and `b` (direct links, a product both are linked to, shared brand, shared category, a
+    shopper who had both) — to paste into Neo4j Browser."""
     qa, qb = _cypher_string(a), _cypher_string(b)
     ends = f"(a:{Label.PRODUCT} {{id: {qa}}}), (b:{Label.PRODUCT} {{id: {qb}}})"
     shapes = [
@@ -440,6 +527,7 @@ def explain_cypher(a: str, b: str) -> str:
         f"(a)-[r1:{_PRODUCT_RELS}]-(:{Label.PRODUCT})-[r2]-(b) WHERE type(r2) = type(r1)",
         f"(a)-[:{Rel.MADE_BY}]->(:{Label.BRAND})<-[:{Rel.MADE_BY}]-(b)",
         f"(a)-[:{Rel.IN_CATEGORY}]->(:{Label.CATEGORY})<-[:{Rel.IN_CATEGORY}]-(b)",
+        f"(a)<-[:{Rel.INTERACTED}]-(:{Label.USER})-[:{Rel.INTERACTED}]->(b)",
     ]
     return "\nUNION\n".join(f"MATCH {ends}\nMATCH p = {shape}\nRETURN p" for shape in shapes)
 

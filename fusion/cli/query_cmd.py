@@ -123,7 +123,13 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes; each loads the model once.")
     ] = 1,
-    access_log: Annotated[bool, typer.Option(help="Log a line per request.")] = True,
+    access_log: Annotated[
+        str,
+        typer.Option(
+            help="A line per request on stderr: text, json (one object per line, for log "
+            "shippers) or off."
+        ),
+    ] = "text",
     api_key: Annotated[
         str | None,
         typer.Option(

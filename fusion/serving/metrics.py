@@ -1,12 +1,16 @@
 """`/metrics` in Prometheus text format (prometheus-client): requests, latency and errors per
 endpoint, and at each scrape the model (id, age, products), whether the store answers and
 whether answers are stale. One registry per app; with `--workers N` each process counts its
-own requests (a scrape reaches one worker).
+own requests (a scrape reaches one worker). The same timing feeds JSON access-log lines.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
 import time
+from datetime import UTC, datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -97,15 +101,34 @@ class _StateCollector(Collector):
         return families
 
 
+ACCESS_LOGGER = "kgrec.access"
+
+
+def json_access_log() -> logging.Logger:
+    """The access logger writing one JSON object per line to stderr, nothing else on the line
+    (uvicorn's own access lines are turned off when this is used)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the root handler would prefix it and break the JSON
+    return logger
+
+
 class MetricsMiddleware:
     """Times every request but the scrape itself and counts it by route template (bounded
-    label values: the template, never the raw path)."""
+    label values: the template, never the raw path); with `access_log`, every request also
+    becomes a JSON line there (raw path without the query string, which may carry ids)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, access_log: logging.Logger | None = None
+    ) -> None:
+        self.app, self.metrics, self.access_log = app, metrics, access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == METRICS_PATH:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -123,4 +146,22 @@ class MetricsMiddleware:
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
             seconds = time.perf_counter() - start
-            self.metrics.observe(endpoint, scope["method"], status, seconds)
+            if scope["path"] != METRICS_PATH:
+                self.metrics.observe(endpoint, scope["method"], status, seconds)
+            if self.access_log is not None:
+                self.access_log.info(_access_line(scope, endpoint, status, seconds))
+
+
+def _access_line(scope: Scope, endpoint: str, status: int, seconds: float) -> str:
+    client = scope.get("client")
+    return json.dumps(
+        {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "method": scope["method"],
+            "path": scope["path"],
+            "endpoint": endpoint,
+            "status": status,
+            "ms": round(seconds * 1000, 3),
+            "client": client[0] if client else None,
+        }
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import ChainMap
 from collections.abc import Iterator, Mapping
+from functools import cached_property
 from pathlib import Path as FsPath
 from typing import Protocol
 
@@ -26,6 +27,7 @@ from fusion.serving.query_model import load_query_model
 from fusion.serving.rerank import ProductSimilarity, labels, mmr, pool_size
 from kg.errors import InvalidArgumentError, NotFoundError
 from kg.paths import Neo4jView, Path, category_name, kg_view, text_paths
+from kg.reasons import ReasonIndex
 from kg.schema import CATEGORY_PATH_SEP, Product
 from kg.stores import Store, open_store
 from text_encoder.template import render_product_text
@@ -173,6 +175,11 @@ class Recommender:
             raise
         return cls(model, store, name=FsPath(checkpoint_dir).name)
 
+    @cached_property
+    def reasons(self) -> ReasonIndex:
+        """Word and category counts over the products, built on the first explained answer."""
+        return ReasonIndex(self.products.values())
+
     def close(self) -> None:
         self.store.close()
 
@@ -221,7 +228,8 @@ class Recommender:
         paths = {}
         if explain:
             results = [pid for pid, _ in hits]
-            paths = self.view.explain([product_id], results, products=self._with(product_id))
+            products = self._with(product_id)
+            paths = self.view.explain([product_id], results, None, products, self.reasons)
         return self._results(hits, paths)
 
     def recommend(
@@ -253,7 +261,7 @@ class Recommender:
         paths = {}
         if explain and items:
             results = [pid for pid, _ in hits]
-            paths = self.view.explain(items, results, user_id, self.products)
+            paths = self.view.explain(items, results, user_id, self.products, self.reasons)
         return self._results(hits, paths)
 
     def search(

@@ -38,10 +38,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fusion.model.checkpoint import read_meta
 from fusion.serving.ann import load_or_build
-from fusion.serving.metrics import METRICS_PATH, Metrics, MetricsMiddleware
+from fusion.serving.metrics import METRICS_PATH, Metrics, MetricsMiddleware, json_access_log
 from fusion.serving.recommender import Filters, Recommender, Result, UnknownIdError
 from fusion.serving.service import STORE_DOWN, Health, Service
 from fusion.serving.web import mount_web
+from kg.errors import InvalidArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ DEFAULT_PORT = 8000
 # Worker processes are spawned from an import string: the model to load comes this way.
 CHECKPOINT_ENV, STORE_ENV = "KGREC_SERVE_CHECKPOINT", "KGREC_SERVE_STORE"
 API_KEY_ENV = "KGREC_API_KEY"
+ACCESS_LOG_ENV = "KGREC_SERVE_ACCESS_LOG"
+ACCESS_LOG_FORMATS = ("text", "json", "off")
 WORKER_PING_SECONDS = 60
 # The neighbour table costs O(N²) at start (3 s on one core for Beauty's 12k products, ~1 min at
 # 50k); beyond this an ANN index answers (fusion.serving.ann), loaded from next to the checkpoint.
@@ -137,10 +140,12 @@ def create_app(
     api_key: str | None = None,
     encode_slots: int = ENCODE_SLOTS,
     encode_wait: float = ENCODE_WAIT_SECONDS,
+    json_access: bool = False,
 ) -> FastAPI:
     """The REST app answering from `rec` (a Service can reload; closed when the server stops if
     `close_at_shutdown`); `api_key` = required on every endpoint but liveness; at most
-    `encode_slots` text encodings at once, a request waiting `encode_wait` s for one."""
+    `encode_slots` text encodings at once, a request waiting `encode_wait` s for one;
+    `json_access` = a JSON access-log line per request on stderr."""
     service = rec if isinstance(rec, Service) else Service(rec)
     encoding = asyncio.Semaphore(encode_slots)
 
@@ -161,7 +166,8 @@ def create_app(
     if api_key:
         app.add_middleware(ApiKeyMiddleware, key=api_key)
     metrics = Metrics()
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 401s too
+    access = json_access_log() if json_access else None
+    app.add_middleware(MetricsMiddleware, metrics=metrics, access_log=access)  # counts 401s too
 
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
@@ -334,25 +340,33 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     workers: int = 1,
-    access_log: bool = True,
+    access_log: str = "text",
     api_key: str | None = None,
 ) -> None:
     """Serve the model in `checkpoint` over `store` until interrupted, from `workers` processes
-    that each load it once; `access_log` = a log line per request (about a tenth of the CPU
-    an answer from memory costs); `api_key` = required on every endpoint but liveness."""
+    that each load it once; `access_log` = a line per request, "text" (uvicorn's), "json" (one
+    object per line) or "off" (about a tenth of the CPU an answer from memory costs);
+    `api_key` = required on every endpoint but liveness."""
+    if access_log not in ACCESS_LOG_FORMATS:
+        raise InvalidArgumentError(
+            f"--access-log {access_log!r}: choose one of {', '.join(ACCESS_LOG_FORMATS)}"
+        )
     warning = exposure_warning(host, api_key)
     if warning:
         log.warning(warning)
+    uvicorn_access = access_log == "text"
     if workers == 1:
         service = Service(load(checkpoint, store), lambda: load(checkpoint, store), checkpoint)
         try:
-            app = create_app(service, api_key=api_key)
-            uvicorn.run(app, host=host, port=port, access_log=access_log)
+            app = create_app(service, api_key=api_key, json_access=access_log == "json")
+            uvicorn.run(app, host=host, port=port, access_log=uvicorn_access)
         finally:
             service.close()
         return
     read_meta(checkpoint)  # a missing checkpoint fails here once, not in every worker
-    os.environ.update({CHECKPOINT_ENV: str(checkpoint), STORE_ENV: store or ""})
+    os.environ.update(
+        {CHECKPOINT_ENV: str(checkpoint), STORE_ENV: store or "", ACCESS_LOG_ENV: access_log}
+    )
     if api_key:
         os.environ[API_KEY_ENV] = api_key
     uvicorn.run(
@@ -361,7 +375,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        access_log=access_log,
+        access_log=uvicorn_access,
         # A worker answers the supervisor's pings from a thread that needs the GIL, which
         # loading the model holds for long stretches: the default 5 s kills slow starters.
         timeout_worker_healthcheck=WORKER_PING_SECONDS,
@@ -372,7 +386,12 @@ def worker_app() -> FastAPI:
     """The app of one `--workers` process: the model named by the environment, loaded once."""
     checkpoint, store = os.environ[CHECKPOINT_ENV], os.environ.get(STORE_ENV) or None
     service = Service(load(checkpoint, store), lambda: load(checkpoint, store), checkpoint)
-    return create_app(service, close_at_shutdown=True, api_key=os.environ.get(API_KEY_ENV))
+    return create_app(
+        service,
+        close_at_shutdown=True,
+        api_key=os.environ.get(API_KEY_ENV),
+        json_access=os.environ.get(ACCESS_LOG_ENV) == "json",
+    )
 
 
 def load(checkpoint: str | Path, store: str | None) -> Recommender:

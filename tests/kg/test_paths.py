@@ -16,7 +16,7 @@ from kg.paths import (
     kg_view,
     text_paths,
 )
-from kg.schema import Catalogue, Category, Edge, Product, Rel
+from kg.schema import Catalogue, Category, Edge, Interaction, Product, Rel
 from kg.stores import EmbeddedStore, Neo4jStore
 from tests.fusion.serving.test_recommender import beauty_slice, write_slice
 
@@ -114,7 +114,7 @@ def test_neo4j_gives_the_same_explanations_as_the_embedded_store(neo4j_view, emb
 def _specificity_catalogue() -> Catalogue:
     """P1–P7: brand "tiny" on P1, P2; category "big" on P1–P5 (more than half of all products);
     category "mid" on P1, P3, P4; P5 —BOUGHT_TOGETHER→ P6; P1 and P3 —ALSO_BOUGHT→ P7; P6 and P7
-    have no brand or category."""
+    have no brand or category; shopper u1 had P4 and P6, u2 P4, P6 and P7."""
     titles = ["Purple yoga mat", "Cork block", "Foam roller", "Strap", "Ball", "Yoga strap, purple"]
     titles.append("Bag")
     products = {}
@@ -130,6 +130,12 @@ def _specificity_catalogue() -> Catalogue:
             Edge(Rel.BOUGHT_TOGETHER, "P5", "P6"),
             Edge(Rel.ALSO_BOUGHT, "P1", "P7"),
             Edge(Rel.ALSO_BOUGHT, "P3", "P7"),
+        ],
+        interactions=[
+            Interaction(user, product, ts=float(t))
+            for t, (user, product) in enumerate(
+                [("u1", "P4"), ("u1", "P6"), ("u2", "P4"), ("u2", "P6"), ("u2", "P7")]
+            )
         ],
     )
 
@@ -162,6 +168,43 @@ def test_the_most_specific_path_comes_first_and_a_node_most_products_share_expla
     assert [(p.nodes[1].id, p.size) for p in mid] == [("mid", 3)]
     direct = view.explain(["P5"], ["P6"])["P6"]
     assert direct[0].size == 1 and direct[0].rels[0].type == Rel.BOUGHT_TOGETHER
+
+
+@pytest.fixture(params=["embedded", "neo4j"])
+def chained(request, tmp_path) -> KGView:
+    """A —ALSO_BOUGHT→ B ←ALSO_VIEWED— C; A —BOUGHT_TOGETHER→ D —ALSO_VIEWED→ E —ALSO_BOUGHT→ F;
+    G on its own."""
+    links = [("ALSO_BOUGHT", "A", "B"), ("ALSO_VIEWED", "C", "B"), ("BOUGHT_TOGETHER", "A", "D")]
+    links += [("ALSO_VIEWED", "D", "E"), ("ALSO_BOUGHT", "E", "F")]
+    catalogue = Catalogue(
+        products={p: Product(p, title=f"item {p}") for p in "ABCDEFG"},
+        edges=[Edge(Rel(rel), src, dst) for rel, src, dst in links],
+    )
+    if request.param == "embedded":
+        store = EmbeddedStore(tmp_path / "graph")
+    else:
+        s = request.getfixturevalue("neo4j_clean")
+        store = Neo4jStore(s.uri, s.user, s.password)
+    store.write(catalogue)
+    yield kg_view(store)
+    store.close()
+
+
+def test_chains_of_links_explain_what_no_shared_node_does(chained):
+    found = chained.explain(["A"], ["C", "F", "G"])
+    assert [str(p) for p in found["C"]] == ["A —ALSO_BOUGHT→ B ←ALSO_VIEWED— C"]
+    assert [str(p) for p in found["F"]] == ["A —BOUGHT_TOGETHER→ D —ALSO_VIEWED→ E —ALSO_BOUGHT→ F"]
+    assert found["C"][0].size == 2 and found["F"][0].size == 2 and found["G"] == []
+    assert chained.explain(["A"], ["E"])["E"][0].nodes[1].id == "D"  # shorter first
+
+
+def test_a_shopper_who_had_both_explains_without_their_id(specific):
+    view, _ = specific
+    (path,) = view.explain(["P4"], ["P6"])["P6"]  # u1 and u2 had both: the smaller basket
+    assert str(path) == 'P4 ←INTERACTED— User "a shopper with both" —INTERACTED→ P6'
+    assert path.size == 2 and "u1" not in path.model_dump_json()
+    (path,) = view.explain(["P4"], ["P7"])["P7"]
+    assert path.nodes[1].name == "a shopper with 3 products" and path.size == 3
 
 
 def test_titles_replace_ids_and_text_reasons_fill_what_the_graph_cannot_explain(specific):

@@ -134,19 +134,20 @@ def test_workers_start_from_the_app_factory(monkeypatch, rec, tmp_path):
     monkeypatch.setattr(serve_module.uvicorn, "run", lambda *a, **kw: calls.append((a, kw)))
     monkeypatch.setattr(serve_module, "load", lambda *args: loaded.append(args) or rec)
     monkeypatch.setattr(serve_module, "create_app", lambda got, **kw: (got, kw))
-    for var in (serve_module.CHECKPOINT_ENV, serve_module.STORE_ENV, serve_module.API_KEY_ENV):
+    env = (serve_module.CHECKPOINT_ENV, serve_module.STORE_ENV, serve_module.API_KEY_ENV)
+    for var in (*env, serve_module.ACCESS_LOG_ENV):
         monkeypatch.setenv(var, "")  # restored after the test, whatever `serve` sets
     serve_module.serve(
-        tmp_path / "ckpt", "embedded:/g", port=9999, workers=3, access_log=False, api_key="k"
+        tmp_path / "ckpt", "embedded:/g", port=9999, workers=3, access_log="json", api_key="k"
     )
     ((args, kwargs),) = calls
     assert args == ("fusion.serving.rest:worker_app",)
     assert kwargs["factory"] and kwargs["workers"] == 3 and kwargs["port"] == 9999
-    assert kwargs["access_log"] is False
+    assert kwargs["access_log"] is False  # uvicorn's text lines off: the JSON ones replace them
     # Each spawned worker builds its app from the environment the parent set.
     service, options = serve_module.worker_app()
     assert loaded == [(str(tmp_path / "ckpt"), "embedded:/g")] and service.rec is rec
-    assert options == {"close_at_shutdown": True, "api_key": "k"}
+    assert options == {"close_at_shutdown": True, "api_key": "k", "json_access": True}
     assert service.checkpoint == tmp_path / "ckpt" and service.loader is not None
 
 

@@ -19,6 +19,7 @@ import fusion.serving.rest as serve_module
 from fusion.serving.recommender import Recommender
 from fusion.serving.rest import create_app, exposure_warning
 from fusion.serving.service import Service
+from kg.errors import InvalidArgumentError
 from kg.schema import Catalogue, Interaction
 from kg.stores import EmbeddedStore
 from tests.fusion.serving.test_recommender import TinyModel, beauty_slice, write_slice
@@ -185,6 +186,8 @@ def test_serving_on_every_interface_warns_loudly(monkeypatch, caplog, graph: Pat
     with caplog.at_level(logging.WARNING, logger=serve_module.__name__):
         serve_module.serve("ckpt", None, host="0.0.0.0", port=9999)
     assert started == [{"host": "0.0.0.0", "port": 9999, "access_log": True}]
+    with pytest.raises(InvalidArgumentError, match="--access-log 'xml': choose one of text"):
+        serve_module.serve("ckpt", None, access_log="xml")
     assert "WITHOUT AUTHENTICATION" in caplog.text
 
 
@@ -219,3 +222,18 @@ def test_metrics_are_scraped_in_prometheus_format(graph: Path, tmp_path: Path):
     _copy(EmbeddedStore(graph), pid, "NEW-METRICS")
     stale = http.get("/metrics").text
     assert "kgrec_answers_stale 1.0" in stale
+
+
+def test_json_access_logs_are_one_object_per_request_without_the_query(graph: Path, capfd):
+    import json
+
+    http = TestClient(create_app(_recommender(graph), json_access=True))
+    pid = _recommender(graph).product_ids[0]
+    assert http.get(f"/related/{pid}?k=3").status_code == 200
+    assert http.get("/related/NOPE").status_code == 404
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
+    assert [(r["path"], r["endpoint"], r["status"]) for r in lines] == [
+        (f"/related/{pid}", "/related/{product_id:path}", 200),
+        ("/related/NOPE", "/related/{product_id:path}", 404),
+    ]
+    assert all(r["method"] == "GET" and r["ms"] > 0 and r["time"].endswith("+00:00") for r in lines)

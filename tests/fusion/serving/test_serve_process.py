@@ -50,7 +50,7 @@ def test_serve_warns_guards_and_reloads_on_sighup(recommend_checkpoint, tmp_path
     command = [
         sys.executable, "-c", "from fusion.cli import main; main()",
         "serve", "--host", "0.0.0.0", "--port", str(port), "--checkpoint", str(model),
-        "--store", f"embedded:{graph}", "--no-access-log",
+        "--store", f"embedded:{graph}", "--access-log", "off",
     ]  # fmt: skip
     env = {**os.environ, "KGREC_API_KEY": KEY}
     log = tmp_path / "serve.log"
