@@ -24,7 +24,7 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
 from kg.schema import Catalogue, Rel
-from kg.stores import EmbeddedStore
+from kg.stores import EmbeddedStore, Neo4jStore
 from tests.fusion.serving.test_recommender import write_slice
 
 CHROMIUM = os.environ.get("KGREC_CHROMIUM", "/usr/bin/chromium")
@@ -39,13 +39,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Catalogue]]:
-    """`kgrec serve` on a model trained for one epoch on the Beauty slice (embedded store);
-    bought_together, the smallest relation, keeps the training short."""
+@pytest.fixture(scope="module", params=["embedded", "neo4j"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Catalogue]]:
+    """`kgrec serve` on a model trained for one epoch on the Beauty slice, in an embedded store
+    and in the test Neo4j server (the CLI's default store here); bought_together, the smallest
+    relation, keeps the training short."""
     work = tmp_path_factory.mktemp("web")
-    catalogue = write_slice(EmbeddedStore(work / "graph"))
-    store = ["--store", f"embedded:{work / 'graph'}"]
+    if request.param == "embedded":
+        catalogue = write_slice(EmbeddedStore(work / "graph"))
+        store = ["--store", f"embedded:{work / 'graph'}"]
+    else:
+        settings = request.getfixturevalue("neo4j_settings")
+        with Neo4jStore(settings.uri, settings.user, settings.password) as graph:
+            graph.clear()
+            catalogue = write_slice(graph)
+        store = []
     model = ["--checkpoint", str(work / "model")]
     relation = ["--task", "related", "--relation", "bought_together", "--epochs", "1"]
     train = [*KGREC, "train", *relation, *store, "--out", model[1]]
