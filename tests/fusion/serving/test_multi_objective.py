@@ -130,3 +130,22 @@ def test_weights_need_a_multi_objective_model(tmp_path):
     assert single.recommend(user, k=2)[0].objectives is None
     with pytest.raises(InvalidArgumentError, match="weights need a multi-objective model"):
         single.recommend(user, k=2, weights="purchase=1")
+
+
+def test_evaluate_reports_every_objective_with_intervals(trained, tmp_path):
+    uri, checkpoint = trained
+    report = tmp_path / "eval.json"
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--store", uri, "--no-baselines"]
+    result = CliRunner().invoke(app, [*args, "--report", str(report), "--json"])
+    assert result.exit_code == 0, f"{result.output}{result.exception!r}"
+    reports = json.loads(report.read_text())
+    assert [r["relation"] for r in reports] == ["click", "cart", "purchase", "revenue"]
+    for r in reports:
+        values, intervals = r["results"]["multi-objective"], r["intervals"]["multi-objective"]
+        expected = {"ndcg@10", "recall@20", "auc", "precision@10"}
+        if r["relation"] in ("purchase", "revenue"):
+            expected.add("revenue@10")
+        assert set(values) == expected and r["num_queries"] > 0
+        for metric, (lo, hi) in intervals.items():
+            assert lo <= values[metric] <= hi
+    assert json.loads(result.stdout)[2]["relation"] == "purchase"
