@@ -3,6 +3,7 @@ their defaults live), layered: these defaults < a `--config run.yaml` file < com
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -14,7 +15,12 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from kg.errors import ConfigError, InvalidArgumentError
 from kg.schema import PRODUCT_RELATIONS
 
-TASKS = ("recommend", "related")
+TASKS = ("recommend", "related", "rank")  # rank: per-objective heads (docs/design.md)
+# What a `rank` model predicts per (user, product): click (any interaction), cart, purchase,
+# revenue (P(purchase) · price) and rating (a rating of 4 or more).
+OBJECTIVES = ("click", "cart", "purchase", "revenue", "rating")
+DEFAULT_OBJECTIVES = {"click": 1.0, "cart": 2.0, "purchase": 4.0}  # loss weights
+CONVERSIONS = ("entire_space", "viewed_only")  # how cart/purchase/rating heads are trained
 RELATIONS = tuple(str(rel).lower() for rel in PRODUCT_RELATIONS)  # what task=related learns
 WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
 # Above this many products the loss is a sampled softmax unless `num_negatives` says otherwise.
@@ -48,9 +54,27 @@ class FusedConfig:
     # memory: float32 if it fits, else float16, else float16 memory-mapped from a temporary
     # file (in $TMPDIR). 4 GiB: float32 up to ~270k products with 10 metapaths and 384-d text.
     memory_budget: float = 4.0
+    # task=rank: loss weight per objective (also the default query-time weights), the way
+    # conversion heads are trained (ESMM over the entire space, or on interacted pairs only),
+    # mixture-of-experts towers (0: one tower per objective) and random negatives per target.
+    objectives: dict[str, float] = field(default_factory=dict)
+    conversion: str = "entire_space"
+    experts: int = 0
+    rank_negatives: int = 64
 
     def __post_init__(self) -> None:
         check_task(self.task)
+        if self.objectives:
+            check_weights(self.objectives, "objectives")
+        if self.conversion not in CONVERSIONS:
+            raise InvalidArgumentError(
+                f"conversion must be one of {CONVERSIONS}, got {self.conversion!r}"
+            )
+        if self.experts < 0 or self.rank_negatives < 1:
+            raise InvalidArgumentError(
+                f"experts must be >= 0 and rank_negatives >= 1, got {self.experts}, "
+                f"{self.rank_negatives}"
+            )
         if self.num_negatives < -1:
             raise InvalidArgumentError(
                 f"num_negatives must be -1 (auto), 0 or more, got {self.num_negatives}"
@@ -115,6 +139,8 @@ class TrainOptions:
             raise InvalidArgumentError(
                 f"unknown relation {self.relation!r}; the graph has {', '.join(RELATIONS)}"
             )
+        if self.model.objectives and self.task != "rank":
+            raise InvalidArgumentError(f"objectives need task 'rank', not {self.task!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-ready values (what a checkpoint records)."""
@@ -127,6 +153,41 @@ class TrainOptions:
 def check_task(task: str) -> None:
     if task not in TASKS:
         raise InvalidArgumentError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def parse_weights(text: str, what: str = "weights") -> dict[str, float]:
+    """`click=1,cart=2,purchase=4` as {objective: weight}; an unknown objective, a value that
+    is not a number, a negative or repeated one, or nothing at all is an `InvalidArgumentError`
+    naming it."""
+    weights: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, value = (x.strip() for x in part.partition("="))
+        if not sep:
+            raise InvalidArgumentError(f"{what}: expected objective=number, got {part!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise InvalidArgumentError(f"{what}: {name}={value!r} is not a number") from None
+        if name in weights:
+            raise InvalidArgumentError(f"{what}: {name!r} given twice")
+        weights[name] = number
+    check_weights(weights, what)
+    return weights
+
+
+def check_weights(weights: Mapping[str, float], what: str = "weights") -> None:
+    """Known objectives, finite non-negative weights, at least one of them positive."""
+    for name, value in weights.items():
+        if name not in OBJECTIVES:
+            raise InvalidArgumentError(
+                f"{what}: unknown objective {name!r}; known: {', '.join(OBJECTIVES)}"
+            )
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgumentError(f"{what}: {name}={value} must be a finite number >= 0")
+    if not any(v > 0 for v in weights.values()):
+        raise InvalidArgumentError(f"{what}: give at least one objective a positive weight")
 
 
 def load_options(

@@ -15,7 +15,8 @@ from typing import Any
 
 from torch import Tensor
 
-from fusion.config import Progress, TrainConfig, TrainOptions
+from fusion.config import DEFAULT_OBJECTIVES, Progress, TrainConfig, TrainOptions
+from fusion.data.events import RankSplit
 from fusion.data.graph import (
     load_graph,
     make_split,
@@ -27,7 +28,13 @@ from fusion.data.graph import (
 from fusion.data.replay import trained_pairs
 from fusion.data.splits import RecSplit, Split, cold_start_split
 from fusion.evaluation.harness import evaluate
-from fusion.model.baselines import LightGCNScorer, PopularityScorer, TextScorer
+from fusion.evaluation.objectives import SameForAll, evaluate_objectives
+from fusion.model.baselines import (
+    LightGCNScorer,
+    PopularityScorer,
+    PurchasePopularityScorer,
+    TextScorer,
+)
 from fusion.model.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint,
@@ -37,6 +44,7 @@ from fusion.model.checkpoint import (
     save_checkpoint,
 )
 from fusion.model.fused import FusedModel
+from fusion.model.ranking import RankModel, build_model
 from fusion.model.sasrec import SASRecScorer
 from fusion.training import distributed
 from fusion.training.callbacks import Callback
@@ -96,11 +104,13 @@ def _train(
         )
     text, text_model = distributed.broadcast((text, text_model))
     model_config = replace(options.model, task=options.task, text_model=text_model)
+    if options.task == "rank" and not model_config.objectives:
+        model_config = replace(model_config, objectives=dict(DEFAULT_OBJECTIVES))
     if options.warm_start:
         model, optimizer_state = warm_model(options.warm_start, split, text, text_model)
     else:
         seed_everything(options.train.seed)  # the initial weights too, not only the training
-        model = FusedModel(split.train_graph, text, model_config)
+        model = build_model(split.train_graph, text, model_config)
     train_config = replace(options.train, device=options.device)
     result = fit(model, split, train_config, trained, optimizer_state, progress, callbacks)
     metrics = {
@@ -181,6 +191,9 @@ def evaluate_checkpoint(
     model = load_checkpoint(checkpoint, split.train_graph, text, text_model)
     if isinstance(split, RecSplit):
         attach_histories(model, split)
+    if isinstance(model, RankModel) and isinstance(split, RankSplit):
+        config = TrainConfig(**meta["metrics"]["options"]["train"])
+        return evaluate_rank(model, split, text, baselines, config)
     reports = [evaluate(_scorers(model, split, text, baselines), split, mask_history=mask_history)]
     if cold_start_epochs and task == "related":
         cold = cold_start_split(data, split.relation)
@@ -191,6 +204,37 @@ def evaluate_checkpoint(
         scorers = _scorers(cold_model, cold, text, baselines)
         reports.append(evaluate(scorers, cold, mask_history=mask_history))
     return reports
+
+
+def evaluate_rank(
+    model: RankModel,
+    split: RankSplit,
+    text: Tensor,
+    baselines: bool = True,
+    config: TrainConfig | None = None,
+) -> list[dict[str, Any]]:
+    """A multi-objective model per objective (`fusion.evaluation.objectives`), beside — with
+    `baselines` — popularity by purchases and by revenue, the single-objective fused model
+    trained on every event, and the same heads trained on purchases only (each trained here
+    with `config`, on the same split)."""
+    objectives = model.objectives
+    scorers: dict[str, Any] = {}
+    if baselines:
+        config = config or TrainConfig()
+        single: dict[str, Any] = {"popularity (purchases)": PurchasePopularityScorer().fit(split)}
+        if split.prices.known:
+            single["popularity (revenue)"] = PurchasePopularityScorer("revenue").fit(split)
+        for name, task, weights in (
+            ("fused, all events", "recommend", {}),
+            ("fused, purchases only", "rank", {"purchase": 1.0}),
+        ):
+            seed_everything(config.seed)
+            own = replace(model.config, task=task, objectives=weights)
+            single[name] = build_model(split.train_graph, text, own)
+            fit(single[name], split, config)
+        scorers = {name: SameForAll(s, objectives) for name, s in single.items()}
+    scorers["multi-objective"] = model
+    return evaluate_objectives(scorers, split, objectives)
 
 
 def _scorers(model: FusedModel, split: Split, text: Tensor, baselines: bool):

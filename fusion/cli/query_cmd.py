@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fusion.cli.common import DEFAULT_CHECKPOINT, Checkpoint, StoreUri, user_errors
+from fusion.config import parse_weights
 
 if TYPE_CHECKING:  # torch/fastapi load only when a command runs
     from fusion.serving.recommender import Filters, Recommender, Result
@@ -25,6 +26,13 @@ MaxPrice = Annotated[float | None, typer.Option(min=0, help="Highest price.")]
 InCatalogue = Annotated[bool, typer.Option(help="Leave out referenced-only stub products.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Explain = Annotated[bool, typer.Option(help="Explain each answer with knowledge-graph paths.")]
+Weights = Annotated[
+    str | None,
+    typer.Option(
+        help="Multi-objective models (--task rank): weight per objective, e.g. "
+        "purchase=1,revenue=0.3,click=0.1 (default: the training weights)."
+    ),
+]
 Diversity = Annotated[
     float,
     typer.Option(
@@ -64,13 +72,17 @@ def recommend(
     json: Json = False,
     explain: Explain = True,
     diversity: Diversity = 0.0,
+    weights: Weights = None,
     checkpoint: Checkpoint = DEFAULT_CHECKPOINT,
     store: StoreUri = None,
 ) -> None:
-    """Products for USER_ID, leaving out those the user already has."""
+    """Products for USER_ID, leaving out those the user already has; a multi-objective model
+    ranks by --weights and shows each objective's score."""
+    with user_errors():
+        chosen = None if weights is None else parse_weights(weights, "--weights")
     with _answering(checkpoint, store) as rec:
         f = _filters(brand, category, min_price, max_price, in_catalogue)
-        show(user_id, rec.recommend(user_id, k, f, explain, diversity), json)
+        show(user_id, rec.recommend(user_id, k, f, explain, diversity, chosen), json)
 
 
 def search(
@@ -208,9 +220,11 @@ def show(query: str, results: list[Result], as_json: bool) -> None:
         typer.echo(Answer(query=query, results=results).model_dump_json(indent=2))
         return
     table = Table(title=f"{len(results)} answers for {query}")
-    for column in ("#", "product", "title", "score", "why"):
+    objectives = list(results[0].objectives or {}) if results else []
+    for column in ("#", "product", "title", "score", *objectives, "why"):
         table.add_column(column, overflow="fold")
     for n, r in enumerate(results, 1):
         why = "\n".join(str(p) for p in r.explanations)
-        table.add_row(str(n), r.product_id, r.title, f"{r.score:.3f}", why)
+        each = [f"{(r.objectives or {})[name]:.4g}" for name in objectives]
+        table.add_row(str(n), r.product_id, r.title, f"{r.score:.3f}", *each, why)
     Console().print(table)

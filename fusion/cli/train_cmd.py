@@ -23,15 +23,21 @@ from fusion.cli.common import (
 from fusion.cli.query_cmd import show
 from fusion.config import (
     AUTO_NEGATIVES,
+    DEFAULT_OBJECTIVES,
     FULL_SOFTMAX_MAX_PRODUCTS,
+    OBJECTIVES,
     RELATIONS,
     TASKS,
     WARM_EPOCHS,
     TrainOptions,
     load_options,
+    parse_weights,
 )
 
-TASK_HELP = "related: Product→Product links; recommend: User→Product."
+TASK_HELP = (
+    "related: Product→Product links; recommend: User→Product; rank: User→Product per objective "
+    "(--objectives)."
+)
 Task = Annotated[Literal[TASKS], typer.Option(help=TASK_HELP)]
 Relation = Annotated[
     str, typer.Option(help=f"Product relation to learn for --task related: {', '.join(RELATIONS)}.")
@@ -82,6 +88,7 @@ OPTION_KEYS = {
     "batch_size": "train.batch_size",
     "negatives": "model.num_negatives",
     "memory_budget": "model.memory_budget",
+    "objectives": "model.objectives",
 }
 
 
@@ -134,6 +141,15 @@ def train(
             "else float16 memory-mapped in $TMPDIR.",
         ),
     ] = DEFAULTS.model.memory_budget,
+    objectives: Annotated[
+        str | None,
+        typer.Option(
+            help="--task rank: loss weight per objective, e.g. click=1,cart=2,purchase=4"
+            f"[,revenue=1,rating=1] (objectives: {', '.join(OBJECTIVES)}; default "
+            f"{','.join(f'{k}={v:g}' for k, v in DEFAULT_OBJECTIVES.items())}); also the "
+            "default query-time weights.",
+        ),
+    ] = None,
     nproc: Annotated[
         int,
         typer.Option(
@@ -188,6 +204,8 @@ def resolve_options(ctx: typer.Context, config_file: Path | None) -> TrainOption
         value = ctx.params[name]
         if name == "text_fields":
             value = split_fields(value)
+        elif name == "objectives":
+            value = parse_weights(value, "--objectives")
         section, _, leaf = key.rpartition(".")
         (overrides.setdefault(section, {}) if section else overrides)[leaf] = value
     return load_options(config_file, overrides)

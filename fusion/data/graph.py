@@ -12,6 +12,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from fusion.config import TASKS, Progress, TrainOptions
+from fusion.data.events import event_split
 from fusion.data.replay import Trained, trained_keys
 from fusion.data.splits import Split, recommend_split, related_split
 from kg import settings
@@ -132,6 +133,8 @@ def make_split(data: HeteroData, task: str, relation: str, trained: Trained | No
     are by time, so what a model trained on stays training)."""
     if task == "recommend":
         return recommend_split(data)
+    if task == "rank":
+        return event_split(data)
     if task == "related":
         TrainOptions(task=task, relation=relation)  # a relation outside the schema: refused
         if data["product", relation, "product"].num_edges == 0:

@@ -21,7 +21,7 @@ Trained = dict[str, list[str]]  # query id -> product ids, one entry per trained
 
 
 def query_type(split: Split) -> str:
-    return "user" if split.task == "recommend" else "product"
+    return "user" if split.task in ("recommend", "rank") else "product"
 
 
 def trained_pairs(split: Split) -> Trained:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
+from fusion.data.events import PURCHASE, RankSplit
 from fusion.data.splits import RecSplit, Split, Stage
 from fusion.evaluation.harness import evaluate_scorer
 
@@ -24,6 +25,25 @@ class PopularityScorer:
 
     def fit(self, split: Split) -> PopularityScorer:
         self.counts = torch.bincount(split.train_edges[1], minlength=split.num_products).float()
+        return self
+
+    def full_sort_predict(self, query_idx: Tensor, stage: Stage = "test") -> Tensor:
+        return self.counts.expand(query_idx.numel(), -1)
+
+
+class PurchasePopularityScorer:
+    """Rank split: training purchases per product (`by="count"`) or the revenue they brought
+    (`by="revenue"`: purchases × price). The same ranking for every query."""
+
+    def __init__(self, by: Literal["count", "revenue"] = "count") -> None:
+        self.by = by
+
+    def fit(self, split: RankSplit) -> PurchasePopularityScorer:
+        events = split.events
+        bought = events["item"][events["kind"] == PURCHASE]
+        weight = split.prices.value[bought] if self.by == "revenue" else torch.ones(len(bought))
+        counts = torch.zeros(split.num_products).index_add_(0, bought, weight.nan_to_num(0.0))
+        self.counts = counts
         return self
 
     def full_sort_predict(self, query_idx: Tensor, stage: Stage = "test") -> Tensor:

@@ -35,6 +35,7 @@ from fusion.data.replay import Trained
 from fusion.model import atomic_dir
 from fusion.model.card import graph_counts, model_card
 from fusion.model.fused import FusedModel
+from fusion.model.ranking import build_model
 from gnn.encoders import EdgeType
 from kg.errors import KgrecError
 from kg.export import load_id_maps, save_id_maps
@@ -183,7 +184,7 @@ def load_checkpoint(
         state = _read(
             path / LEGACY_WEIGHTS, lambda f: torch.load(f, map_location, weights_only=True)
         )
-    model = FusedModel(graph, text, config)
+    model = build_model(graph, text, config)
     _check_relations(path, meta.get("relations"), model.edge_types)
     model.load_state_dict(_follow_graph(state, saved, current))
     return model.eval()

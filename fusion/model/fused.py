@@ -75,7 +75,7 @@ class FusedModel(nn.Module):
         self.item_ids = nn.Embedding(num_products, d) if config.item_id_embedding else None
         if self.item_ids is not None:
             nn.init.normal_(self.item_ids.weight, std=0.01)
-        if config.task == "recommend":
+        if config.task != "related":  # recommend, rank: users from their history
             # Position logits, most recent first; start close to "mostly the last item".
             self.recency = nn.Parameter(-0.5 * torch.arange(config.max_history, dtype=torch.float))
             self.user_proj = nn.Linear(d, d)
@@ -177,7 +177,7 @@ class FusedModel(nn.Module):
         `query` is a history matrix (recommend) or product rows (related); `text` holds the
         text vectors of the same rows as `items` (default: every product's)."""
         cand = items if candidates is None else items[candidates]
-        if self.config.task == "recommend":
+        if self.config.task != "related":
             return self.encode_history(items, query) @ cand.T
         text = self.text if text is None else text
         cand_text = text if candidates is None else text[candidates]
@@ -215,7 +215,7 @@ class FusedModel(nn.Module):
             self._items = self.item_embeddings()
         items = self._items
         query = query_idx.to(items.device)
-        if self.config.task == "recommend":
+        if self.config.task != "related":
             if stage not in self.histories:
                 raise RuntimeError(f"no {stage!r} user histories: call fit() or use_histories()")
             query = self.histories[stage][query]

@@ -8,6 +8,7 @@ and neighbours) with no training step; known ones keep their learned id rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from fusion.data.histories import history_matrix
 from fusion.data.splits import user_histories
 from fusion.model.checkpoint import load_checkpoint, read_meta
 from fusion.model.fused import FusedModel
+from fusion.model.ranking import RankModel
 from kg.stores import Store
 from text_encoder import TextEncoder
 
@@ -46,9 +48,29 @@ class FusedQueryModel:
     def product_vectors(self) -> Tensor:
         return self.vectors
 
+    @property
+    def objectives(self) -> list[str]:
+        """What a `rank` model scores per product (empty for other models)."""
+        return self.model.objectives if isinstance(self.model, RankModel) else []
+
+    @property
+    def default_weights(self) -> dict[str, float]:
+        return self.model.default_weights if isinstance(self.model, RankModel) else {}
+
+    @torch.no_grad()
+    def objective_scores(self, user_idx: Tensor) -> dict[str, Tensor]:
+        """Per objective, [B, N] scores of every product (a `rank` model only)."""
+        return self.model.objective_scores(self.items, self.histories[user_idx])
+
+    def combine(self, scores: dict[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+        """Σ weight · score (a `rank` model; unknown objectives refused)."""
+        return self.model.combine(scores, weights)
+
     @torch.no_grad()
     def user_scores(self, user_idx: Tensor) -> Tensor:
         hist = self.histories[user_idx]
+        if isinstance(self.model, RankModel):
+            return self.combine(self.objective_scores(user_idx), self.default_weights)
         if self.model.config.task == "recommend":
             return self.model.scores(self.items, hist)
         # A related-items model has no user side: the user is the mean of their items.

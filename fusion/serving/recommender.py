@@ -14,13 +14,14 @@ from collections import ChainMap
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path as FsPath
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
 from torch import Tensor
 
+from fusion.config import check_weights, parse_weights
 from fusion.model.checkpoint import read_meta
 from fusion.serving.ann import AnnIndex
 from fusion.serving.query_model import load_query_model
@@ -63,6 +64,21 @@ class QueryModel(Protocol):
         ...
 
 
+class MultiObjectiveModel(QueryModel, Protocol):
+    """A `rank` model: per-objective scores, combined by weights at query time."""
+
+    objectives: list[str]  # what it scores (empty: a single-objective model)
+    default_weights: dict[str, float]  # the training loss weights
+
+    def objective_scores(self, user_idx: Tensor) -> dict[str, Tensor]:
+        """Per objective, [B, N] scores of every product for users `user_idx`."""
+        ...
+
+    def combine(self, scores: dict[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+        """Σ weight · score; an objective it does not score is an InvalidArgumentError."""
+        ...
+
+
 class UnknownIdError(NotFoundError):
     """A product or user id that neither the model nor the graph knows."""
 
@@ -93,6 +109,9 @@ class Result(BaseModel):
     title: str
     score: float
     explanations: list[Path] = Field(default_factory=list)
+    # A `rank` model's recommendation: the product's score per objective (probabilities;
+    # revenue = P(purchase) · price); `score` is their weighted sum.
+    objectives: dict[str, float] | None = None
 
 
 class FilterIndex:
@@ -239,16 +258,26 @@ class Recommender:
         filters: Filters | None = None,
         explain: bool = True,
         diversity: float = 0.0,
+        weights: Mapping[str, float] | str | None = None,
     ) -> list[Result]:
         """Products for `user_id`, excluding those the user already has in the graph;
-        `diversity` as for `related`."""
+        `diversity` as for `related`. A `rank` model ranks by Σ weight · objective score,
+        `weights` ({objective: weight} or "purchase=1,revenue=0.3"; default: its training
+        weights), and returns each answer's per-objective scores."""
         pool = pool_size(k, diversity)
+        weights = self._weights(weights)
         items = self.view.user_items(user_id)
         known = [self._product_idx[p] for p in items or [] if p in self._product_idx]
         user = self._user_idx.get(user_id)
+        per_objective: dict[str, Tensor] = {}
         if user is not None:
             with torch.no_grad():
-                scores = self.model.user_scores(torch.tensor([user]))[0]
+                if weights is None:
+                    scores = self.model.user_scores(torch.tensor([user]))[0]
+                else:
+                    model = cast(MultiObjectiveModel, self.model)
+                    per_objective = model.objective_scores(torch.tensor([user]))
+                    scores = model.combine(per_objective, weights)[0]
             hits = self._top(self._masked(scores, pool, filters, known), pool)
         elif known:  # a user new to the model: their items' centroid
             centroid = F.normalize(self.vectors[known].mean(0), dim=0)
@@ -262,7 +291,40 @@ class Recommender:
         if explain and items:
             results = [pid for pid, _ in hits]
             paths = self.view.explain(items, results, user_id, self.products, self.reasons)
-        return self._results(hits, paths)
+        answers = self._results(hits, paths)
+        for answer in answers if per_objective else ():
+            row = self._product_idx[answer.product_id]
+            answer.objectives = {name: s[0, row].item() for name, s in per_objective.items()}
+        return answers
+
+    @property
+    def objectives(self) -> list[str]:
+        """The objectives the model scores (empty unless it is a `rank` model)."""
+        return list(getattr(self.model, "objectives", []))
+
+    def _weights(self, weights: Mapping[str, float] | str | None) -> dict[str, float] | None:
+        """Query-time weights checked (None: a single-objective model); a rank model's
+        defaults when none are given."""
+        if not self.objectives:
+            if weights:
+                raise InvalidArgumentError(
+                    "weights need a multi-objective model (kgrec train --task rank); this one "
+                    "has a single score"
+                )
+            return None
+        if weights is None:
+            return dict(cast(MultiObjectiveModel, self.model).default_weights)
+        if isinstance(weights, str):
+            weights = parse_weights(weights)
+        else:
+            check_weights(weights)
+        unknown = sorted(set(weights) - set(self.objectives))
+        if unknown:
+            raise InvalidArgumentError(
+                f"weights: this model does not score {', '.join(unknown)} (it scores "
+                f"{', '.join(self.objectives)})"
+            )
+        return dict(weights)
 
     def search(
         self, text: str, k: int = 10, filters: Filters | None = None, explain: bool = True

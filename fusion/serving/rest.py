@@ -25,6 +25,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +70,13 @@ Explain = Annotated[bool, Query(description="Attach knowledge-graph paths to eac
 Diversity = Annotated[
     float,
     Query(ge=0, le=1, description="Trade relevance for varied categories/brands (0: none)."),
+]
+Weights = Annotated[
+    str | None,
+    Query(
+        description="Multi-objective models: weight per objective, e.g. purchase=1,revenue=0.3 "
+        "(default: the training weights).",
+    ),
 ]
 
 
@@ -173,6 +181,10 @@ def create_app(
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
 
+    @app.exception_handler(InvalidArgumentError)
+    async def _invalid(_: Request, exc: InvalidArgumentError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
     for error in STORE_DOWN:
 
         @app.exception_handler(error)
@@ -262,10 +274,13 @@ def create_app(
         k: K = 10,
         explain: Explain = True,
         diversity: Diversity = 0.0,
+        weights: Weights = None,
     ) -> Response:
-        """Products for `user_id` (which may contain `/`), leaving out those the user has."""
+        """Products for `user_id` (which may contain `/`), leaving out those the user has; a
+        multi-objective model ranks by the weighted objectives and returns each one's score
+        (422 for an unknown objective, a non-number or a negative weight)."""
         async with service.using() as rec:
-            recommend = rec.recommend
+            recommend = partial(rec.recommend, weights=weights)
             return await _answer(rec.store_in_memory, recommend, user_id, k, f, explain, diversity)
 
     @app.get("/search", response_model=Answer, responses={503: {"description": "Busy"}})

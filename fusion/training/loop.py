@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fusion.config import Progress, TrainConfig
 from fusion.data.replay import Trained
-from fusion.data.splits import RecSplit, Split
+from fusion.data.splits import Split
 from fusion.evaluation.harness import evaluate_scorer
 from fusion.model.fused import FusedModel
 from fusion.training import distributed
@@ -35,7 +35,7 @@ from fusion.training.callbacks import Callback
 from fusion.training.device import autocast, resolve_device
 from fusion.training.result import TrainResult
 from fusion.training.stop import TIME_BUDGET, StopFlag, stop_on_signals
-from fusion.training.tasks import RecommendTask, RelatedTask
+from fusion.training.tasks import task_for
 from kg.errors import MissingDataError
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _fit(
     device = resolve_device(config.device)
     model.to(device)
     model.progress = progress
-    kind = RecommendTask if isinstance(split, RecSplit) else RelatedTask
+    kind = task_for(split, model)
     task = kind(model, split, trained, config)
     if task.window == 0:
         raise MissingDataError(

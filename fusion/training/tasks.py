@@ -10,11 +10,14 @@ import torch
 from torch import Tensor
 
 from fusion.config import TrainConfig
+from fusion.data.events import RankSplit
 from fusion.data.histories import history_matrix, right_aligned
 from fusion.data.replay import ReplaySampler, Trained, is_new
 from fusion.data.splits import RecSplit, Split
 from fusion.model.fused import PRODUCT, FusedModel
 from fusion.training import distributed
+from kg.errors import MissingDataError
+from kg.export import INTERACTION_KINDS
 
 EdgeType = tuple[str, str, str]
 Batch = dict[str, Any]
@@ -92,6 +95,72 @@ class RecommendTask:
             }
 
 
+class RankTask(RecommendTask):
+    """Multi-objective ranking: one target row per training event that has an earlier event of
+    the same user — its product, kind and rating, predicted from the user's items before it
+    (`fusion.model.ranking.RankModel.calculate_loss`). No warm starts."""
+
+    def __init__(
+        self,
+        model: FusedModel,
+        split: RankSplit,
+        trained: Trained | None = None,
+        config: TrainConfig | None = None,
+    ) -> None:
+        if trained is not None:
+            raise MissingDataError("task rank has no warm start: train it afresh")
+        check_objectives(model.config.objectives, split)
+        self.device = next(model.parameters()).device
+        events = split.events
+        users = events["user"]
+        lengths = torch.bincount(users)
+        starts = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        position = torch.arange(users.numel())
+        is_target = position > starts
+        self.prefixes = right_aligned(
+            events["item"], starts[is_target], position[is_target], model.config.max_history
+        )
+        self.targets = events["item"][is_target]
+        self.kind, self.rating = events["kind"][is_target], events["rating"][is_target]
+        self.rows = ReplaySampler(torch.ones(self.targets.numel(), dtype=torch.bool), 0.0)
+        self.window = None
+        attach_histories(model, split)
+
+    def batches(
+        self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
+    ) -> Iterator[Batch]:
+        """As `RecommendTask.batches`, each row with its event's kind and rating."""
+        edges = drop_products(model.edges, model.num_nodes[PRODUCT], cold_frac, gen)
+        feats = model.propagate(edges)
+        for idx in batches_of(self.rows.draw(gen), size):
+            yield {
+                "query": self.prefixes[idx].to(self.device),
+                "target": self.targets[idx].to(self.device),
+                "kind": self.kind[idx].to(self.device),
+                "rating": self.rating[idx].to(self.device),
+                "edges": edges,
+                "feats": feats,
+            }
+
+
+def check_objectives(objectives: dict[str, float], split: RankSplit) -> None:
+    """Refuse objectives the training events cannot teach: no carts, purchases, ratings or
+    prices among them."""
+    kinds = set(INTERACTION_KINDS[k] for k in split.events["kind"].unique().tolist())
+    missing = {
+        "cart": "cart" not in kinds,
+        "purchase": "purchase" not in kinds,
+        "revenue": "purchase" not in kinds or not split.prices.known,
+        "rating": bool(split.events["rating"].isnan().all()),
+    }
+    lacking = [name for name in objectives if missing.get(name)]
+    if lacking:
+        raise MissingDataError(
+            f"objectives {', '.join(lacking)}: the training events have no "
+            "carts/purchases/prices/ratings to learn them from"
+        )
+
+
 class RelatedTask:
     """Product→Product link prediction on the split's training edges. Each epoch splits its
     targets into `chunks`; a chunk's edges leave message passing while they are the targets, so
@@ -152,6 +221,14 @@ class RelatedTask:
                 ei = out[et]
                 out[et] = ei[:, ~torch.isin(ei[0] * self.n + ei[1], held)]
         return out
+
+
+def task_for(split: Split, model: FusedModel) -> type[RankTask | RecommendTask | RelatedTask]:
+    """The training task a split and a model call for (a single-objective model trains on a
+    rank split's events as next-item prediction)."""
+    if isinstance(split, RankSplit) and model.config.task == "rank":
+        return RankTask
+    return RecommendTask if isinstance(split, RecSplit) else RelatedTask
 
 
 def batch_sizes(n: int, size: int) -> list[int]:

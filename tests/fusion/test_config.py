@@ -15,6 +15,7 @@ from fusion.config import (
     TrainOptions,
     load_options,
     option_names,
+    parse_weights,
 )
 from kg.errors import ConfigError, InvalidArgumentError, KgrecError
 
@@ -109,3 +110,39 @@ def test_the_record_is_json_ready(tmp_path):
     record = TrainOptions(warm_start=tmp_path, text_fields=("title",)).to_dict()
     assert record["warm_start"] == str(tmp_path) and record["text_fields"] == ["title"]
     assert record["train"]["epochs"] == TrainConfig.epochs
+
+
+def test_weights_parse_into_objectives():
+    assert parse_weights("click=1, cart=2,purchase=4.5") == {
+        "click": 1.0,
+        "cart": 2.0,
+        "purchase": 4.5,
+    }
+    assert parse_weights("purchase=1,revenue=0") == {"purchase": 1.0, "revenue": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("purchase=1,clicks=2", r"unknown objective 'clicks'; known: click, cart"),
+        ("purchase=lots", r"purchase='lots' is not a number"),
+        ("purchase=-1", r"purchase=-1.0 must be a finite number >= 0"),
+        ("purchase=nan", r"must be a finite number"),
+        ("purchase", r"expected objective=number, got 'purchase'"),
+        ("purchase=1,purchase=2", r"'purchase' given twice"),
+        ("purchase=0", r"at least one objective a positive weight"),
+        ("", r"at least one objective a positive weight"),
+    ],
+)
+def test_bad_weights_are_refused_with_what_is_wrong(text, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        parse_weights(text)
+
+
+def test_objectives_belong_to_the_rank_task():
+    options = load_options(overrides={"task": "rank", "model": {"objectives": {"purchase": 2}}})
+    assert options.model.objectives == {"purchase": 2.0}
+    with pytest.raises(ConfigError, match="objectives need task 'rank'"):
+        load_options(overrides={"task": "recommend", "model": {"objectives": {"purchase": 2}}})
+    with pytest.raises(ConfigError, match="unknown objective 'profit'"):
+        load_options(overrides={"task": "rank", "model": {"objectives": {"profit": 1}}})

@@ -1,0 +1,169 @@
+"""Per-objective evaluation of ranking models (task `rank`): for each objective, the users with
+a target of that kind in the held-out window, every scorer's full ranking of the catalogue,
+NDCG@10, Recall@20, AUC over all candidates, precision@10 and (purchase, revenue) Revenue@10,
+each with a bootstrap 95% interval over those users; reports shaped like the harness's, so
+`fusion.evaluation.harness.markdown`/`write_reports` print and save them.
+
+Definitions, per query (a user): `auc` — the probability that a target outranks a non-target
+candidate (ties count half); `precision@10` — the share of the top 10 that are targets (for
+high ratings: the share of recommended items the user later rated ≥ 4); `revenue@10` — the
+price of the purchased products in the top 10 over the most that 10 slots could hold (the
+highest-priced purchases, ideal order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from fusion.data.events import RankSplit
+from fusion.data.splits import Stage
+from fusion.evaluation.harness import Scorer, _bias_reference, _ties_with_best
+from fusion.evaluation.intervals import RESAMPLES, bootstrap, means, percentile_interval
+from fusion.evaluation.metrics import _row_mask, ranking_metrics, top_k
+from kg.errors import MissingDataError
+
+REVENUE_OBJECTIVES = ("purchase", "revenue")  # their targets are purchases: Revenue@10 applies
+K, RECALL_K = 10, 20
+
+
+class ObjectiveScorer(Protocol):
+    """A scorer with one score matrix per objective (a `RankModel`, or an adapter below)."""
+
+    def full_sort_objectives(self, query_idx: Tensor, stage: Stage = "test") -> dict[str, Tensor]:
+        """``{objective: [B, num_products]}`` for the queries."""
+        ...
+
+
+class SameForAll:
+    """A single-score scorer (baselines) as an `ObjectiveScorer`: one ranking for all."""
+
+    def __init__(self, scorer: Scorer, objectives: Sequence[str]) -> None:
+        self.scorer, self.objectives = scorer, tuple(objectives)
+
+    def full_sort_objectives(self, query_idx: Tensor, stage: Stage = "test") -> dict[str, Tensor]:
+        scores = self.scorer.full_sort_predict(query_idx, stage=stage)
+        return dict.fromkeys(self.objectives, scores)
+
+
+class Weighted:
+    """A multi-objective model ranked by weights fixed at query time, for every objective."""
+
+    def __init__(self, model: Any, weights: Mapping[str, float], objectives: Sequence[str]):
+        self.model, self.weights, self.objectives = model, dict(weights), tuple(objectives)
+
+    def full_sort_objectives(self, query_idx: Tensor, stage: Stage = "test") -> dict[str, Tensor]:
+        scores = self.model.full_sort_objectives(query_idx, stage)
+        combined = self.model.combine(scores, self.weights)
+        return dict.fromkeys(self.objectives, combined)
+
+
+def auc(scores: Tensor, targets: Sequence[Tensor], candidates: Tensor | None = None) -> Tensor:
+    """Per row, AUC of the targets against every other candidate (ties count half; NaN scores
+    lowest). FloatTensor[B]."""
+    scores = scores.float().nan_to_num(nan=float("-inf"))
+    is_target = _row_mask(targets, *scores.shape)
+    negative = ~is_target if candidates is None else ~is_target & candidates
+    out = torch.empty(scores.shape[0])
+    for row in range(scores.shape[0]):
+        pos, neg = scores[row, is_target[row]], scores[row, negative[row]]
+        below = (neg.unsqueeze(0) < pos.unsqueeze(1)).sum() + 0.5 * (
+            neg.unsqueeze(0) == pos.unsqueeze(1)
+        ).sum()
+        out[row] = below / (pos.numel() * neg.numel())
+    return out
+
+
+def revenue_at_k(top: Tensor, targets: Sequence[Tensor], price: Tensor) -> Tensor:
+    """Per row of `top` [B, k]: price of the targets among them ÷ the largest total k of the
+    row's targets could give. FloatTensor[B] (NaN for a row whose targets have no price)."""
+    k = top.shape[1]
+    out = torch.empty(top.shape[0])
+    for row, wanted in enumerate(targets):
+        hit = torch.isin(top[row], wanted)
+        ideal = price[wanted].sort(descending=True).values[:k].sum()
+        out[row] = price[top[row][hit]].sum() / ideal if ideal > 0 else float("nan")
+    return out
+
+
+def objective_metrics(
+    scores: Tensor, targets: Sequence[Tensor], split: RankSplit, objective: str
+) -> dict[str, Tensor]:
+    """Every per-query metric of one objective for a batch of score rows."""
+    nothing = [torch.empty(0, dtype=torch.long)] * len(targets)
+    ranking = ranking_metrics(scores, targets, nothing, (K, RECALL_K), split.candidates)
+    top = top_k(scores, nothing, K, split.candidates)
+    out = {
+        f"ndcg@{K}": ranking[f"ndcg@{K}"],
+        f"recall@{RECALL_K}": ranking[f"recall@{RECALL_K}"],
+        "auc": auc(scores, targets, split.candidates),
+        f"precision@{K}": torch.stack(
+            [
+                torch.isin(row, wanted).float().mean()
+                for row, wanted in zip(top, targets, strict=True)
+            ]
+        ),
+    }
+    if objective in REVENUE_OBJECTIVES:
+        out[f"revenue@{K}"] = revenue_at_k(top, targets, split.prices.value)
+    return out
+
+
+@torch.no_grad()
+def evaluate_objectives(
+    scorers: Mapping[str, ObjectiveScorer],
+    split: RankSplit,
+    objectives: Sequence[str],
+    stage: Stage = "test",
+    batch_size: int = 256,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One harness-shaped report per objective (`relation` = the objective): every scorer's
+    metrics on the users with that objective's targets, bootstrap 95% intervals (the same
+    resamples for every scorer: paired), and the scorers not distinguishable from the best."""
+    reports = []
+    for objective in objectives:
+        queries = split.objective_queries(stage, objective)
+        if queries.numel() == 0:
+            raise MissingDataError(f"no {stage} queries with {objective!r} targets")
+        targets = split.objective_targets[stage][objective]
+        results, samples, per_query = {}, {}, {}
+        for name, scorer in scorers.items():
+            parts: dict[str, list[Tensor]] = {}
+            for batch in queries.split(batch_size):
+                scores = scorer.full_sort_objectives(batch, stage)[objective].cpu()
+                wanted = [targets[q] for q in batch.tolist()]
+                for metric, values in objective_metrics(scores, wanted, split, objective).items():
+                    parts.setdefault(metric, []).append(values)
+            values = {metric: torch.cat(v) for metric, v in parts.items()}
+            statistic = means(values)
+            point = statistic(torch.ones(1, queries.numel()))
+            results[name] = {m: v.item() for m, v in point.items()}
+            samples[name] = bootstrap(statistic, queries.numel(), resamples, seed)
+            per_query[name] = values
+        reports.append(
+            {
+                "task": "rank",
+                "relation": objective,
+                "stage": stage,
+                "mask_history": False,
+                "num_queries": queries.numel(),
+                "num_products": int(split.candidates.sum()),
+                "resamples": resamples,
+                "results": results,
+                "intervals": {
+                    name: {
+                        m: list(percentile_interval(s, _bias_reference(m, results[name][m])))
+                        for m, s in by_metric.items()
+                    }
+                    for name, by_metric in samples.items()
+                },
+                "not_distinguishable": _ties_with_best(results, samples),
+                "per_query": {"queries": queries, **per_query},
+            }
+        )
+    return reports

@@ -1,0 +1,86 @@
+"""Per-objective heads on the fused user/product representation (task `rank`): a click head
+and conditional cart, conversion and satisfaction heads, combined the ESMM way —
+P(cart) = pCTR·pCART, P(purchase) = pCTR·pCVR, P(rating ≥ 4) = pCTR·pSAT, each trained over
+the entire space of products — and revenue = P(purchase)·price.
+
+Each head scores (user, product) by a dot product of per-head projections of the two vectors
+plus a per-product bias, so a full ranking stays one matmul per head. With `experts > 0` the
+projections are a multi-gate mixture of experts (MMoE): shared expert maps, mixed per head by
+a softmax gate of the vector itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+HEADS = ("click", "cart", "purchase", "rating")  # the conditional heads' objectives (+ click)
+# The objective each head's probability answers, when chained with the click head.
+CHAINED = ("cart", "purchase", "rating")
+
+
+class Tower(nn.Module):
+    """One vector → one projection per head: a linear map each, or a mixture of experts."""
+
+    def __init__(self, dim: int, heads: int, experts: int) -> None:
+        super().__init__()
+        self.heads, self.experts = heads, experts
+        width = experts or heads
+        self.maps = nn.Linear(dim, width * dim)
+        self.gates = nn.Linear(dim, heads * experts) if experts else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[heads, *x.shape]``."""
+        d = x.shape[-1]
+        maps = self.maps(x).view(*x.shape[:-1], -1, d)  # [..., width, d]
+        if self.gates is None:
+            return maps.movedim(-2, 0)
+        gate = torch.softmax(self.gates(x).view(*x.shape[:-1], self.heads, self.experts), -1)
+        return (gate @ maps).movedim(-2, 0)  # [..., heads, d] → [heads, ..., d]
+
+
+class MultiObjectiveHeads(nn.Module):
+    """Logits of the click, cart, purchase-given-click and rating-given-click heads: each is
+    its own multiple of the shared fused score ``<u, i>`` (what the single-objective model
+    ranks by) plus a per-head interaction of projected vectors and a per-product bias."""
+
+    def __init__(self, dim: int, experts: int = 0) -> None:
+        super().__init__()
+        self.users = Tower(dim, len(HEADS), experts)
+        self.items = Tower(dim, len(HEADS), experts)
+        self.bias = nn.Linear(dim, len(HEADS))
+        self.shared = nn.Parameter(torch.ones(len(HEADS)))
+        self.scale = dim**-0.5
+
+    def forward(self, users: Tensor, items: Tensor) -> dict[str, Tensor]:
+        """Logits ``[B, C]`` per head for every pair of `users` [B, d] and `items` [C, d]."""
+        u, i = self.users(users), self.items(items)
+        own = self.scale * (u @ i.transpose(1, 2)) + self.bias(items).T.unsqueeze(1)
+        logits = own + self.shared.view(-1, 1, 1) * (users @ items.T)
+        return dict(zip(HEADS, logits, strict=True))
+
+    def pairs(self, users: Tensor, items: Tensor) -> dict[str, Tensor]:
+        """Logits ``[B]`` per head of the row-wise pairs (`users[b]`, `items[b]`)."""
+        u, i = self.users(users), self.items(items)
+        own = self.scale * (u * i).sum(-1) + self.bias(items).T
+        logits = own + self.shared.view(-1, 1) * (users * items).sum(-1)
+        return dict(zip(HEADS, logits, strict=True))
+
+
+def log_probabilities(logits: dict[str, Tensor], conversion: str) -> dict[str, Tensor]:
+    """log P per objective from head logits: click = log σ(click); cart, purchase and rating
+    chained with it (``entire_space``, ESMM) or the conditional head alone (``viewed_only``:
+    the naive conversion model, trained on interacted pairs only)."""
+    click = F.logsigmoid(logits["click"])
+    out = {"click": click}
+    for name in CHAINED:
+        own = F.logsigmoid(logits[name])
+        out[name] = own + click if conversion == "entire_space" else own
+    return out
+
+
+def binary_cross_entropy(log_p: Tensor, label: Tensor) -> Tensor:
+    """Element-wise BCE from log P (stable where P is near 1: log(1 − P) via log1p(−exp))."""
+    log_not = torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))
+    return -(label * log_p + (1 - label) * log_not)
