@@ -145,6 +145,17 @@ def evaluate(
         "num_products": int(split.candidates.sum()),
         "resamples": resamples,
         "results": results,
+        **compared(results, samples),
+        "per_query": {"queries": queries, **per_query},
+    }
+
+
+def compared(
+    results: dict[str, dict[str, float]], samples: dict[str, dict[str, Tensor]]
+) -> dict[str, Any]:
+    """`intervals` (bootstrap 95% per scorer and metric) and `not_distinguishable` (per metric,
+    the scorers tied with the best) from the point values and the resampled ones."""
+    return {
         "intervals": {
             name: {
                 m: list(percentile_interval(s, _bias_reference(m, results[name][m])))
@@ -153,7 +164,6 @@ def evaluate(
             for name, by_metric in samples.items()
         },
         "not_distinguishable": _ties_with_best(results, samples),
-        "per_query": {"queries": queries, **per_query},
     }
 
 

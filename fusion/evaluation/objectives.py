@@ -21,8 +21,8 @@ from torch import Tensor
 
 from fusion.data.events import RankSplit
 from fusion.data.splits import Stage
-from fusion.evaluation.harness import Scorer, _bias_reference, _ties_with_best
-from fusion.evaluation.intervals import RESAMPLES, bootstrap, means, percentile_interval
+from fusion.evaluation.harness import Scorer, compared
+from fusion.evaluation.intervals import RESAMPLES, bootstrap, means
 from fusion.evaluation.metrics import _row_mask, ranking_metrics, top_k
 from kg.errors import MissingDataError
 
@@ -155,14 +155,7 @@ def evaluate_objectives(
                 "num_products": int(split.candidates.sum()),
                 "resamples": resamples,
                 "results": results,
-                "intervals": {
-                    name: {
-                        m: list(percentile_interval(s, _bias_reference(m, results[name][m])))
-                        for m, s in by_metric.items()
-                    }
-                    for name, by_metric in samples.items()
-                },
-                "not_distinguishable": _ties_with_best(results, samples),
+                **compared(results, samples),
                 "per_query": {"queries": queries, **per_query},
             }
         )

@@ -41,42 +41,53 @@ class Tower(nn.Module):
 
 
 class MultiObjectiveHeads(nn.Module):
-    """Logits of the click, cart, purchase-given-click and rating-given-click heads: each is
-    its own multiple of the shared fused score ``<u, i>`` (what the single-objective model
-    ranks by) plus a per-head interaction of projected vectors and a per-product bias."""
+    """Logits of the click head — a learnt scale and offset of the shared fused score
+    ``<u, i>``, so it ranks exactly as the single-objective model does — and of the cart,
+    purchase-given-click and rating-given-click heads: each its own multiple of ``<u, i>`` plus
+    a per-head interaction of projected vectors and a per-product bias."""
 
     def __init__(self, dim: int, experts: int = 0) -> None:
         super().__init__()
-        self.users = Tower(dim, len(HEADS), experts)
-        self.items = Tower(dim, len(HEADS), experts)
-        self.bias = nn.Linear(dim, len(HEADS))
+        conditional = len(HEADS) - 1
+        self.users = Tower(dim, conditional, experts)
+        self.items = Tower(dim, conditional, experts)
+        self.bias = nn.Linear(dim, conditional)
         self.shared = nn.Parameter(torch.ones(len(HEADS)))
+        self.offset = nn.Parameter(torch.zeros(()))  # the click head's
         self.scale = dim**-0.5
 
     def forward(self, users: Tensor, items: Tensor) -> dict[str, Tensor]:
         """Logits ``[B, C]`` per head for every pair of `users` [B, d] and `items` [C, d]."""
         u, i = self.users(users), self.items(items)
         own = self.scale * (u @ i.transpose(1, 2)) + self.bias(items).T.unsqueeze(1)
-        logits = own + self.shared.view(-1, 1, 1) * (users @ items.T)
-        return dict(zip(HEADS, logits, strict=True))
+        return self._heads(users @ items.T, own)
 
     def pairs(self, users: Tensor, items: Tensor) -> dict[str, Tensor]:
         """Logits ``[B]`` per head of the row-wise pairs (`users[b]`, `items[b]`)."""
         u, i = self.users(users), self.items(items)
         own = self.scale * (u * i).sum(-1) + self.bias(items).T
-        logits = own + self.shared.view(-1, 1) * (users * items).sum(-1)
+        return self._heads((users * items).sum(-1), own)
+
+    def _heads(self, shared: Tensor, own: Tensor) -> dict[str, Tensor]:
+        scaled = self.shared.view(-1, *[1] * shared.dim()) * shared
+        logits = [scaled[0] + self.offset, *(scaled[1:] + own)]
         return dict(zip(HEADS, logits, strict=True))
 
 
-def log_probabilities(logits: dict[str, Tensor], conversion: str) -> dict[str, Tensor]:
+def log_probabilities(
+    logits: dict[str, Tensor], conversion: str, fixed_click: bool = False
+) -> dict[str, Tensor]:
     """log P per objective from head logits: click = log σ(click); cart, purchase and rating
     chained with it (``entire_space``, ESMM) or the conditional head alone (``viewed_only``:
-    the naive conversion model, trained on interacted pairs only)."""
+    the naive conversion model, trained on interacted pairs only). `fixed_click`: the chained
+    products pass no gradient into the click head (training: the click ranking is learnt from
+    clicks, the conversion heads from conversions)."""
     click = F.logsigmoid(logits["click"])
     out = {"click": click}
+    chained = click.detach() if fixed_click else click
     for name in CHAINED:
         own = F.logsigmoid(logits[name])
-        out[name] = own + click if conversion == "entire_space" else own
+        out[name] = own + chained if conversion == "entire_space" else own
     return out
 
 

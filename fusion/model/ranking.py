@@ -109,8 +109,14 @@ class RankModel(FusedModel):
         users = self.encode_history(items, batch["query"])
         target, kind, rating = batch["target"], batch["kind"], batch["rating"]
         neg = torch.randint(0, self.num_nodes[PRODUCT], (self.config.rank_negatives,))
-        pos = log_probabilities(self.heads.pairs(users, items[target]), self.config.conversion)
-        negative = log_probabilities(self.heads(users, items[neg.to(items.device)]), "entire_space")
+        # With a click objective the click head learns from clicks alone (ESMM's products
+        # pass it no gradient): the conversion losses then cannot push down the ranking of
+        # what was viewed and not bought.
+        fixed = "click" in self.config.objectives
+        pos_logits = self.heads.pairs(users, items[target])
+        pos = log_probabilities(pos_logits, self.config.conversion, fixed)
+        neg_logits = self.heads(users, items[neg.to(items.device)])
+        negative = log_probabilities(neg_logits, "entire_space", fixed)
         labels = {
             "click": torch.ones_like(rating),
             "cart": (kind == CART).float(),

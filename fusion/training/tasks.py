@@ -59,15 +59,9 @@ class RecommendTask:
         users = torch.tensor(list(history), dtype=torch.long)
         lengths = torch.tensor([len(seq) for seq in history.values()], dtype=torch.long)
         items = torch.cat(list(history.values())) if history else torch.empty(0, dtype=torch.long)
-        starts = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-        # Every position but a user's first is a target, predicted from the items before it.
-        position = torch.arange(items.numel())
-        is_target = position > starts
+        is_target, self.prefixes = next_item_rows(items, lengths, model.config.max_history)
         self.users = torch.repeat_interleave(users, lengths)[is_target]
         self.targets = items[is_target]
-        self.prefixes = right_aligned(
-            items, starts[is_target], position[is_target], model.config.max_history
-        )
         self.rows = sampler(self.users, self.targets, split, trained, config)
         self.window = None if trained is None else self.rows.window
         attach_histories(model, split)
@@ -87,12 +81,23 @@ class RecommendTask:
         edges = drop_products(model.edges, model.num_nodes[PRODUCT], cold_frac, gen)
         feats = model.propagate(edges)
         for idx in batches_of(self.rows.draw(gen), size):
-            yield {
-                "query": self.prefixes[idx].to(self.device),
-                "target": self.targets[idx].to(self.device),
-                "edges": edges,
-                "feats": feats,
-            }
+            yield {**self.rows_of(idx), "edges": edges, "feats": feats}
+
+    def rows_of(self, idx: Tensor) -> Batch:
+        """The target rows `idx` of a batch, on the model's device."""
+        return {
+            "query": self.prefixes[idx].to(self.device),
+            "target": self.targets[idx].to(self.device),
+        }
+
+
+def next_item_rows(items: Tensor, lengths: Tensor, max_history: int) -> tuple[Tensor, Tensor]:
+    """Sequences laid end to end (`lengths` each): which positions are targets — every one but
+    a sequence's first, predicted from the items before it — and those right-aligned prefixes."""
+    starts = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    position = torch.arange(items.numel())
+    is_target = position > starts
+    return is_target, right_aligned(items, starts[is_target], position[is_target], max_history)
 
 
 class RankTask(RecommendTask):
@@ -112,35 +117,21 @@ class RankTask(RecommendTask):
         check_objectives(model.config.objectives, split)
         self.device = next(model.parameters()).device
         events = split.events
-        users = events["user"]
-        lengths = torch.bincount(users)
-        starts = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-        position = torch.arange(users.numel())
-        is_target = position > starts
-        self.prefixes = right_aligned(
-            events["item"], starts[is_target], position[is_target], model.config.max_history
-        )
+        lengths = torch.bincount(events["user"])  # events are sorted by user, then time
+        is_target, self.prefixes = next_item_rows(events["item"], lengths, model.config.max_history)
         self.targets = events["item"][is_target]
         self.kind, self.rating = events["kind"][is_target], events["rating"][is_target]
         self.rows = ReplaySampler(torch.ones(self.targets.numel(), dtype=torch.bool), 0.0)
         self.window = None
         attach_histories(model, split)
 
-    def batches(
-        self, model: FusedModel, size: int, gen: torch.Generator, cold_frac: float
-    ) -> Iterator[Batch]:
-        """As `RecommendTask.batches`, each row with its event's kind and rating."""
-        edges = drop_products(model.edges, model.num_nodes[PRODUCT], cold_frac, gen)
-        feats = model.propagate(edges)
-        for idx in batches_of(self.rows.draw(gen), size):
-            yield {
-                "query": self.prefixes[idx].to(self.device),
-                "target": self.targets[idx].to(self.device),
-                "kind": self.kind[idx].to(self.device),
-                "rating": self.rating[idx].to(self.device),
-                "edges": edges,
-                "feats": feats,
-            }
+    def rows_of(self, idx: Tensor) -> Batch:
+        """As `RecommendTask.rows_of`, each row with its event's kind and rating."""
+        return {
+            **super().rows_of(idx),
+            "kind": self.kind[idx].to(self.device),
+            "rating": self.rating[idx].to(self.device),
+        }
 
 
 def check_objectives(objectives: dict[str, float], split: RankSplit) -> None:

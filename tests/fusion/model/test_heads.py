@@ -102,3 +102,20 @@ def test_the_weighted_loss_trains_every_head(tiny, conversion):
     for name in ("users.maps.weight", "items.gates.weight", "bias.weight", "shared"):
         grad = dict(model.heads.named_parameters())[name].grad
         assert grad is not None and bool((grad != 0).any()), name
+
+
+def test_the_click_head_ranks_as_the_shared_fused_score():
+    torch.manual_seed(1)
+    heads = MultiObjectiveHeads(8, experts=2)
+    users, items = torch.randn(3, 8), torch.randn(7, 8)
+    click = heads(users, items)["click"]
+    assert torch.equal(click.argsort(dim=1), (users @ items.T).argsort(dim=1))
+
+
+def test_a_fixed_click_passes_conversion_losses_no_gradient():
+    logits = {name: torch.randn(4, requires_grad=True) for name in HEADS}
+    fixed = log_probabilities(logits, "entire_space", fixed_click=True)
+    free = log_probabilities(logits, "entire_space")
+    assert torch.allclose(fixed["purchase"], free["purchase"])
+    fixed["purchase"].sum().backward()
+    assert logits["click"].grad is None and bool((logits["purchase"].grad != 0).all())
