@@ -19,6 +19,7 @@ from fusion.config import Progress, TrainConfig, TrainOptions
 from fusion.data.graph import (
     load_graph,
     make_split,
+    side_information_of,
     template_of,
     template_record,
     text_template,
@@ -85,7 +86,7 @@ def _train(
         if trained is None:
             log.info(f"{options.warm_start} records no training pairs: all targets count as new")
     data = load_graph(store_uri, options.task, options.relation)
-    split = make_split(data, options.task, options.relation, trained)
+    split = make_split(data, options.task, options.relation, trained, **split_options(options))
     template = text_template(options.text_fields)
     if options.warm_start and options.text_fields is None:  # continue with the same texts
         template = template_of(read_meta(options.warm_start))
@@ -116,6 +117,24 @@ def _train(
         pairs = trained_pairs(split)
         save_checkpoint(model, data, out, metrics, pairs, result.optimizer_state, store)
     return model, result, split
+
+
+def split_options(options: TrainOptions) -> dict[str, Any]:
+    """`make_split`'s protocol and side-information keywords from a run's options."""
+    return {
+        "protocol": options.split,
+        "cut": options.cut,
+        "relations": options.relations,
+        "derive": options.derive,
+    }
+
+
+def recorded_split_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """`split_options` of the run a checkpoint records (`read_meta`; checkpoints from before
+    these options: leave-last-out with every crawled relation)."""
+    recorded = meta["metrics"].get("options", {})
+    protocol = {"protocol": recorded.get("split", "leave-last-out"), "cut": recorded.get("cut")}
+    return protocol | side_information_of(meta)
 
 
 def check_options(options: TrainOptions) -> None:
@@ -177,7 +196,13 @@ def evaluate_checkpoint(
         data, meta["text_model"], progress=False, template=template_of(meta)
     )
     task = meta["config"]["task"]
-    split = make_split(data, task, meta["metrics"]["relation"], read_trained(checkpoint))
+    split = make_split(
+        data,
+        task,
+        meta["metrics"]["relation"],
+        read_trained(checkpoint),
+        **recorded_split_options(meta),
+    )
     model = load_checkpoint(checkpoint, split.train_graph, text, text_model)
     if isinstance(split, RecSplit):
         attach_histories(model, split)
