@@ -145,6 +145,18 @@ def evaluate(
         "num_products": int(split.candidates.sum()),
         "resamples": resamples,
         "results": results,
+        **compare(results, samples),
+        "per_query": {"queries": queries, **per_query},
+    }
+
+
+def compare(
+    results: dict[str, dict[str, float]], samples: dict[str, dict[str, Tensor]]
+) -> dict[str, Any]:
+    """From each scorer's point values and bootstrap samples (the same resamples for every
+    scorer): `intervals` (per scorer and metric, the 95% interval) and `not_distinguishable`
+    (per metric, the scorers the paired bootstrap cannot tell from the highest)."""
+    return {
         "intervals": {
             name: {
                 m: list(percentile_interval(s, _bias_reference(m, results[name][m])))
@@ -153,7 +165,6 @@ def evaluate(
             for name, by_metric in samples.items()
         },
         "not_distinguishable": _ties_with_best(results, samples),
-        "per_query": {"queries": queries, **per_query},
     }
 
 
