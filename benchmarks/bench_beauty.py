@@ -1,12 +1,25 @@
-"""Beauty benchmark: the fused model against popularity, text-only and LightGCN on the same
-leakage-free splits, full ranking over all products (protocols in ../shared/data/README.md).
+"""Beauty benchmark: the fused model against SASRec, LightGCN, text-only and popularity on the
+same leakage-free splits, full ranking over all products (protocols in ../shared/data/README.md).
 
-    python benchmarks/bench_beauty.py recommend            # leave-last-out recommendations
+    # leave-last-out recommendations: one process per variant and seed, then the report
+    python benchmarks/bench_beauty.py recommend --variants fused-crawled sasrec --seeds 0 1 2
+    python benchmarks/bench_beauty.py report               # runs → beauty.json / beauty.md
+    python benchmarks/bench_beauty.py curve                # accuracy–diversity curve (MMR λ)
     python benchmarks/bench_beauty.py related              # held-out Product→Product edges
     python benchmarks/bench_beauty.py cold_start           # products with every edge removed
 
+Recommend variants: the fused model seeing the crawled lists (`fused-crawled`), only
+co_purchase links derived from training interactions (`fused-derived`), or no Product→Product
+relation (`fused-neither`); `sasrec`, `lightgcn`, `text-only`, `popularity`. Each run keeps its
+per-user values and top-10 lists, history masked and not, in benchmarks/results/beauty_runs/;
+`report` pools the seeds of each variant (per user, the mean over seeds; coverage and Gini the
+mean of the seeds' values) and bootstraps 95% intervals over users, the same resamples for every
+variant, so differences are called only where the paired interval excludes zero. `curve`
+re-ranks the fused-crawled seed-0 model's lists with the serving re-ranker for a grid of λ
+(→ beyond_accuracy.json and .png, with the beyond-accuracy table of every scorer).
+
 Each section merges its results into benchmarks/results/beauty.json (and a markdown table in
-beauty.md), so sections can run separately or in parallel processes.
+beauty.md), so sections can run separately.
 """
 
 from __future__ import annotations
@@ -20,14 +33,28 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from fusion.config import RELATIONS, FusedConfig, TrainConfig
 from fusion.data.graph import make_split, text_vectors
 from fusion.data.splits import cold_start_split
-from fusion.evaluation.harness import evaluate, summary, to_markdown
+from fusion.evaluation.beyond import ExposureMetrics, ListMetrics, product_labels
+from fusion.evaluation.harness import (
+    BEYOND_K,
+    compare,
+    evaluate,
+    score_queries,
+    summary,
+    to_markdown,
+    training_popularity,
+)
+from fusion.evaluation.intervals import RESAMPLES, bootstrap, means, percentile_interval
 from fusion.model.baselines import LightGCNScorer, PopularityScorer, TextScorer
 from fusion.model.fused import FusedModel
-from fusion.training.loop import fit
+from fusion.model.sasrec import SASRecScorer
+from fusion.serving.rerank import DiversifiedScorer, ProductSimilarity
+from fusion.training.loop import fit, seed_everything
+from fusion.training.tasks import attach_histories
 from kg.cleaning import clean
 from kg.export import to_heterodata
 from kg.readers import read_beauty
@@ -36,22 +63,45 @@ from kg.stores import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("KGREC_DATA") or ROOT.parent / "shared" / "data")
-OUT = ROOT / "benchmarks" / "results" / "beauty.json"
+RESULTS = ROOT / "benchmarks" / "results"
+OUT = RESULTS / "beauty.json"
+RUNS = RESULTS / "beauty_runs"  # per-run values and lists (large; not committed)
+BEYOND = RESULTS / "beyond_accuracy.json"
+# Product→Product side information of each fused variant: (crawled relations kept, derived).
+FUSED_VARIANTS = {
+    "fused-crawled": (None, ()),
+    "fused-derived": ((), ("co_purchase",)),
+    "fused-neither": ((), ()),
+}
+VARIANTS = (*FUSED_VARIANTS, "sasrec", "lightgcn", "text-only", "popularity")
+DETERMINISTIC = ("text-only", "popularity")  # one run; seeds change nothing
+CONVENTIONS = {"masked": True, "unmasked": False}
+LAMBDAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # epoch lines
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("section", choices=("recommend", "related", "cold_start"))
+    parser.add_argument(
+        "section", choices=("recommend", "report", "curve", "related", "cold_start")
+    )
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--relations", nargs="*", default=list(RELATIONS))
     parser.add_argument(
         "--max-minutes", type=float, default=TrainConfig.max_minutes, help="fused training cap"
+    )
+    parser.add_argument(
+        "--sasrec-minutes", type=float, default=20.0, help="SASRec training cap (its default)"
     )
     parser.add_argument("--cold-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.section == "report":
+        report_recommend()
+        return
 
     t0 = time.time()
     catalogue = read_beauty(DATA / "amazon-beauty-2014", log=RejectLog())
@@ -61,13 +111,282 @@ def main() -> None:
     print(f"graph + text vectors in {time.time() - t0:.0f} s", flush=True)
 
     if args.section == "recommend":
-        run(data, text, text_model, "recommend", "interacted", args)
+        for variant in args.variants:
+            for seed in args.seeds[:1] if variant in DETERMINISTIC else args.seeds:
+                run_recommend(data, text, text_model, variant, seed, args)
+    elif args.section == "curve":
+        run_curve(data, text, text_model)
     elif args.section == "related":
         for relation in args.relations:
             run(data, text, text_model, "related", relation, args)
     else:
         for relation in args.relations:
             run_cold(data, text, text_model, relation, args)
+
+
+def run_recommend(data, text, text_model, variant: str, seed: int, args) -> None:
+    """Fit one variant with one seed on the leave-last-out split; keep every test user's metric
+    values and top-10 list, history masked and not (RUNS/<variant>-seed<seed>.pt)."""
+    relations, derive = FUSED_VARIANTS.get(variant, (None, ()))
+    split = make_split(data, "recommend", "interacted", relations=relations, derive=derive)
+    start, record = time.time(), {"variant": variant, "seed": seed}
+    if variant in FUSED_VARIANTS:
+        scorer = fused_model(split, text, text_model, seed)
+        train = fit(scorer, split, TrainConfig(seed=seed, max_minutes=args.max_minutes))
+        record["training"] = train.to_dict()
+        record["max_minutes"] = args.max_minutes
+        record["state"] = scorer.state_dict()
+    elif variant == "sasrec":
+        scorer = SASRecScorer(seed=seed, max_minutes=args.sasrec_minutes).fit(split)
+        record["max_minutes"] = args.sasrec_minutes
+        record["epochs"] = len(scorer.history)
+    elif variant == "lightgcn":
+        scorer = LightGCNScorer(seed=seed).fit(split)
+        record["epochs"] = len(scorer.history)
+    elif variant == "text-only":
+        scorer = TextScorer(text).fit(split)
+    else:
+        scorer = PopularityScorer().fit(split)
+    record["fit_seconds"] = round(time.time() - start, 1)
+    if variant in FUSED_VARIANTS:
+        scorer.eval()
+    record["queries"], record["candidates"] = split.queries("test"), split.candidates
+    lists = ListMetrics(BEYOND_K, training_popularity(split), split.candidates, *_labels(split))
+    for convention, masked in CONVENTIONS.items():
+        tops: list[torch.Tensor] = []
+        lists.reset()
+        values = score_queries(
+            scorer, split, mask_history=masked, on_lists=(lists.update, tops.append)
+        )
+        record[convention] = {"values": values | lists.values(), "top": torch.cat(tops)}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    torch.save(record, RUNS / f"{variant}-seed{seed}.pt")
+    ndcg = record["masked"]["values"]["ndcg@10"].mean().item()
+    print(
+        f"{variant} seed {seed}: NDCG@10 {ndcg:.4f} (masked), {record['fit_seconds']} s", flush=True
+    )
+
+
+def fused_model(split, text, text_model, seed: int) -> FusedModel:
+    """A fresh fused recommend model on the split's training graph, initialised from `seed`."""
+    seed_everything(seed)
+    return FusedModel(split.train_graph, text, FusedConfig(task="recommend", text_model=text_model))
+
+
+def _labels(split) -> tuple[torch.Tensor, torch.Tensor]:
+    graph = split.train_graph
+    return product_labels(graph, "in_category"), product_labels(graph, "made_by")
+
+
+def report_recommend() -> None:
+    """Pool every variant's runs into one report per convention: per user the mean over seeds,
+    coverage and Gini the mean of the seeds' values; bootstrap over users, the same resamples
+    for every variant (paired)."""
+    runs: dict[str, list[dict]] = {}
+    for path in sorted(RUNS.glob("*-seed*.pt")):
+        record = torch.load(path, weights_only=False)
+        runs.setdefault(record["variant"], []).append(record)
+    if not runs:
+        raise SystemExit(f"no runs in {RUNS}: run the recommend section first")
+    first = next(iter(runs.values()))[0]
+    queries, candidates = first["queries"], first["candidates"]
+    for convention, masked in CONVENTIONS.items():
+        results, samples, extra = {}, {}, {}
+        for variant in (v for v in VARIANTS if v in runs):
+            records = sorted(runs[variant], key=lambda r: r["seed"])
+            if any(not torch.equal(r["queries"], queries) for r in records):
+                raise SystemExit(f"{variant}: runs on another split")
+            statistic = _pooled(records, convention, candidates)
+            point = statistic(torch.ones(1, queries.numel()))
+            results[variant] = {m: v.item() for m, v in point.items()}
+            samples[variant] = bootstrap(statistic, queries.numel(), RESAMPLES, seed=0)
+            extra[variant] = _per_seed(records, convention, candidates)
+        report = {
+            "task": "recommend",
+            "relation": "interacted",
+            "stage": "test",
+            "mask_history": masked,
+            "num_queries": queries.numel(),
+            "num_products": int(candidates.sum()),
+            "resamples": RESAMPLES,
+            "results": results,
+            **compare(results, samples),
+            "runs": extra,
+            "differences": _differences(results, samples),
+        }
+        save(f"recommend/{convention}", report)
+
+
+def _pooled(records: list[dict], convention: str, candidates: torch.Tensor):
+    """Statistic over query weights: the mean over the runs (seeds) of each metric."""
+    parts = []
+    for record in records:
+        values = record[convention]["values"]
+        exposure = ExposureMetrics(BEYOND_K, candidates)
+        exposure.update(record[convention]["top"])
+        parts.append((means(values), exposure))
+
+    def statistic(weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        each = [mean(weights) | exposure.compute(weights) for mean, exposure in parts]
+        return {m: torch.stack([e[m] for e in each]).mean(0) for m in each[0]}
+
+    return statistic
+
+
+def _per_seed(records: list[dict], convention: str, candidates: torch.Tensor) -> dict:
+    """Each seed's point values, and how it was trained."""
+    out = {"seeds": [r["seed"] for r in records], "per_seed": []}
+    for record in records:
+        point = _pooled([record], convention, candidates)(torch.ones(1, len(record["queries"])))
+        keys = ("fit_seconds", "max_minutes", "epochs", "training")
+        out["per_seed"].append(
+            {"seed": record["seed"], **{k: record[k] for k in keys if k in record}}
+            | {m: round(v.item(), 5) for m, v in point.items()}
+        )
+    return out
+
+
+def _differences(results: dict, samples: dict) -> dict:
+    """NDCG@10 and HR@10 of each fused variant minus SASRec's and LightGCN's: the paired 95%
+    interval of the difference and of the relative difference, and whether it excludes 0."""
+    out = {}
+    for a in (v for v in FUSED_VARIANTS if v in results):
+        for b in ("sasrec", "lightgcn", "fused-crawled"):
+            if b not in results or a == b:
+                continue
+            for metric in ("ndcg@10", "hr@10", "coverage@10"):
+                diff = samples[a][metric] - samples[b][metric]
+                point = results[a][metric] - results[b][metric]
+                shift = point if metric.startswith("coverage") else None
+                lo, hi = percentile_interval(diff, shift)
+                ratio = samples[a][metric] / samples[b][metric]
+                ratio_point = results[a][metric] / results[b][metric]
+                rlo, rhi = percentile_interval(ratio, ratio_point if shift is not None else None)
+                out[f"{a} vs {b}: {metric}"] = {
+                    "difference": point,
+                    "interval": [lo, hi],
+                    "ratio": ratio_point,
+                    "ratio_interval": [rlo, rhi],
+                    "call": "higher" if lo > 0 else "lower" if hi < 0 else "not distinguishable",
+                }
+    return out
+
+
+def run_curve(data, text, text_model) -> None:
+    """NDCG@10 and category diversity of the fused-crawled seed-0 lists re-ranked by the
+    serving re-ranker (MMR over category, brand and the model's vectors) for each λ."""
+    record = torch.load(RUNS / "fused-crawled-seed0.pt", weights_only=False)
+    split = make_split(data, "recommend", "interacted")
+    model = fused_model(split, text, text_model, 0)
+    model.load_state_dict(record["state"])
+    model.eval()
+    attach_histories(model, split)
+    with torch.no_grad():
+        vectors = F.normalize(model.item_embeddings(), dim=-1)
+    similarity = ProductSimilarity(vectors, *_labels(split))
+    exclusions = split.exclusions("test", True)
+    scorers = {
+        f"λ={lam}": DiversifiedScorer(model, similarity, lam, exclusions, split.candidates)
+        for lam in LAMBDAS
+    }
+    report = evaluate(scorers, split)
+    queries = report["per_query"]["queries"]
+    points = []
+    base = None
+    for lam, name in zip(LAMBDAS, scorers, strict=True):
+        values = report["per_query"][name]
+        picked = {m: values[m] for m in ("ndcg@10", "hr@10", "ild_category@10", "ild_brand@10")}
+        draws = bootstrap(means(picked), queries.numel(), RESAMPLES, seed=0)
+        base = draws if base is None else base
+        point = {m: report["results"][name][m] for m in picked}
+        entry = {"lambda": lam, **point}
+        entry["intervals"] = {m: report["intervals"][name][m] for m in picked}
+        entry["relative_to_lambda_0"] = {
+            m: {
+                "change": point[m] / points[0][m] - 1 if points else 0.0,
+                "interval": list(percentile_interval(draws[m] / base[m] - 1)),
+            }
+            for m in ("ndcg@10", "ild_category@10")
+        }
+        points.append(entry)
+    save_curve(points, report)
+
+
+def save_curve(points: list[dict], report: dict) -> None:
+    """beyond_accuracy.json (curve + the beyond-accuracy table of every scorer from beauty.json)
+    and the curve as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    beauty = json.loads(OUT.read_text()) if OUT.exists() else {}
+    table = {
+        key: {
+            "results": {
+                name: {
+                    m: v
+                    for m, v in r.items()
+                    if m.split("@")[0] not in ("recall", "hr", "ndcg", "mrr")
+                }
+                for name, r in beauty[key]["results"].items()
+            },
+            "intervals": beauty[key]["intervals"],
+        }
+        for key in ("recommend/masked", "recommend/unmasked")
+        if key in beauty
+    }
+    meeting = [
+        p
+        for p in points
+        if p["relative_to_lambda_0"]["ild_category@10"]["change"] >= 0.2
+        and p["relative_to_lambda_0"]["ndcg@10"]["change"] >= -0.05
+    ]
+    BEYOND.write_text(
+        json.dumps(
+            {
+                "curve": {
+                    "model": "fused-crawled, seed 0 (benchmarks/results/beauty_runs)",
+                    "re-ranker": "fusion.serving.rerank (MMR; similarity = mean of same category "
+                    "set, same brand, clipped cosine of the model's product vectors; pool 3k)",
+                    "split": "Beauty leave-last-out, test, history masked, full ranking",
+                    "num_queries": report["num_queries"],
+                    "points": points,
+                    "target": "+20% ild_category@10 for <= 5% relative NDCG@10 loss",
+                    "target_met_at": [p["lambda"] for p in meeting],
+                },
+                "beyond_accuracy": table,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    x = [p["ild_category@10"] for p in points]
+    y = [p["ndcg@10"] for p in points]
+    xerr = [
+        [p["ild_category@10"] - p["intervals"]["ild_category@10"][0] for p in points],
+        [p["intervals"]["ild_category@10"][1] - p["ild_category@10"] for p in points],
+    ]
+    yerr = [
+        [p["ndcg@10"] - p["intervals"]["ndcg@10"][0] for p in points],
+        [p["intervals"]["ndcg@10"][1] - p["ndcg@10"] for p in points],
+    ]
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, marker="o", capsize=3)
+    for p in points:
+        ax.annotate(
+            f"λ={p['lambda']}",
+            (p["ild_category@10"], p["ndcg@10"]),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=8,
+        )
+    ax.set_xlabel("intra-list category diversity@10")
+    ax.set_ylabel("NDCG@10")
+    ax.set_title("Beauty, fused model + MMR re-ranker (95% bootstrap intervals)")
+    fig.tight_layout()
+    fig.savefig(BEYOND.with_suffix(".png"), dpi=120)
+    print(json.dumps(points, indent=1), flush=True)
 
 
 def run(data, text, text_model, task, relation, args) -> None:
