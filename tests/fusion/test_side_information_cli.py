@@ -1,8 +1,8 @@
 """`--split time --cut`, `--relations` and `--derive` from the command line to a served model, on
 an embedded store built from the first events of the real REES46 sample (views, carts and
 purchases with timestamps): the options reach training, the checkpoint records them,
-`kgrec evaluate` rebuilds the same split and graph, and `recommend` serves the model (with the
-derived links rebuilt over the whole graph) with and without `--diversity`."""
+`kgrec evaluate` rebuilds the same split and graph, and the model serves (derived links
+rebuilt over the whole graph) with and without `--diversity`, from Python, the CLI and REST."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
 from fusion.cli import app
 from fusion.config import TrainOptions
 from fusion.model.checkpoint import read_meta
 from fusion.serving.recommender import Recommender
+from fusion.serving.rest import create_app
 
 EVENTS = Path(os.environ["KGREC_DATA"]) / "rees46-2019-oct-sample" / "events-2019-10-01.csv.gz"
 LINES = 4000
@@ -73,6 +75,10 @@ def test_the_model_serves_with_and_without_diversity(trained):
         user = next(u for u in rec.model.user_ids if len(rec.recommend(u, k=5)) == 5)
         plain = rec.recommend(user, k=5)
         varied = rec.recommend(user, k=5, diversity=0.9)
+        served = TestClient(create_app(rec)).get(
+            f"/recommend/{user}", params={"k": 5, "diversity": 0.9, "explain": False}
+        )
+    assert [r["product_id"] for r in served.json()["results"]] == [r.product_id for r in varied]
     assert len(plain) == len(varied) == 5
     result = ok("recommend", user, "-k", 5, "--diversity", 0.9, "--checkpoint", out,
                 "--store", store, "--json", "--no-explain")  # fmt: skip
