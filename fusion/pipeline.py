@@ -196,17 +196,17 @@ def evaluate_checkpoint(
         data, meta["text_model"], progress=False, template=template_of(meta)
     )
     task = meta["config"]["task"]
-    split = make_split(
-        data,
-        task,
-        meta["metrics"]["relation"],
-        read_trained(checkpoint),
-        **recorded_split_options(meta),
-    )
+    setup = recorded_split_options(meta)
+    split = make_split(data, task, meta["metrics"]["relation"], read_trained(checkpoint), **setup)
     model = load_checkpoint(checkpoint, split.train_graph, text, text_model)
     if isinstance(split, RecSplit):
         attach_histories(model, split)
     reports = [evaluate(_scorers(model, split, text, baselines), split, mask_history=mask_history)]
+    # What the split and the model's graph were: the checkpoint's record (keys as make_split's).
+    reports[0]["setup"] = {k: v for k, v in setup.items() if v is not None} | {
+        "relations": "all" if setup["relations"] is None else list(setup["relations"]),
+        "derive": list(setup["derive"]),
+    }
     if cold_start_epochs and task == "related":
         cold = cold_start_split(data, split.relation)
         cold_config = TrainConfig(epochs=cold_start_epochs)

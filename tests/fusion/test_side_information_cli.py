@@ -66,6 +66,12 @@ def test_evaluate_rebuilds_the_same_split(trained, tmp_path):
     ok("evaluate", "--checkpoint", out, "--store", store, "--no-baselines", "--report", report)
     (result,) = json.loads(report.read_text())
     assert result["task"] == "recommend" and result["num_queries"] > 0
+    assert result["setup"] == {
+        "protocol": "time",
+        "cut": 0.8,
+        "relations": [],
+        "derive": ["co_purchase", "co_view"],
+    }
     assert 0 <= result["results"]["fused"]["ndcg@10"] <= 1
 
 
