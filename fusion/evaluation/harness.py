@@ -20,6 +20,7 @@ from fusion.evaluation.beyond import (
     ExposureMetrics,
     ListMetrics,
     product_labels,
+    product_sets,
 )
 from fusion.evaluation.intervals import (
     RESAMPLES,
@@ -119,9 +120,10 @@ def evaluate(
     popularity = training_popularity(split)
     category = product_labels(split.train_graph, "in_category")
     brand = product_labels(split.train_graph, "made_by")
+    category_sets = product_sets(split.train_graph, "in_category")
     results, per_query, samples = {}, {}, {}
     for name, scorer in scorers.items():
-        lists = ListMetrics(beyond_k, popularity, split.candidates, category, brand)
+        lists = ListMetrics(beyond_k, popularity, split.candidates, category, brand, category_sets)
         exposure = ExposureMetrics(beyond_k, split.candidates)
         values = score_queries(
             scorer, split, stage, ks, batch_size, queries, mask_history,
