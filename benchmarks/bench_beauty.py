@@ -52,7 +52,7 @@ from fusion.evaluation.intervals import RESAMPLES, bootstrap, means, percentile_
 from fusion.model.baselines import LightGCNScorer, PopularityScorer, TextScorer
 from fusion.model.fused import FusedModel
 from fusion.model.sasrec import SASRecScorer
-from fusion.serving.rerank import DiversifiedScorer, ProductSimilarity
+from fusion.serving.rerank import DiversifiedScorer, ProductSimilarity, label_sets
 from fusion.training.loop import fit, seed_everything
 from fusion.training.tasks import attach_histories
 from kg.cleaning import clean
@@ -67,6 +67,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 OUT = RESULTS / "beauty.json"
 RUNS = RESULTS / "beauty_runs"  # per-run values and lists (large; not committed)
 BEYOND = RESULTS / "beyond_accuracy.json"
+SUMMARY = RESULTS / "beauty_recommend.md"  # the tables the README shows
+BEYOND_NAMES = (
+    "coverage",
+    "gini",
+    "pop_percentile",
+    "long_tail",
+    "ild_category",
+    "category_distance",
+    "ild_brand",
+    "novelty",
+)
 # Product→Product side information of each fused variant: (crawled relations kept, derived).
 FUSED_VARIANTS = {
     "fused-crawled": (None, ()),
@@ -207,6 +218,7 @@ def report_recommend(split) -> None:
         raise SystemExit(f"no runs in {RUNS}: run the recommend section first")
     first = next(iter(runs.values()))[0]
     queries, candidates = first["queries"], first["candidates"]
+    reports: dict[str, dict] = {}
     for convention, masked in CONVENTIONS.items():
         results, samples, extra = {}, {}, {}
         for variant in (v for v in VARIANTS if v in runs):
@@ -232,6 +244,59 @@ def report_recommend(split) -> None:
             "differences": _differences(results, samples),
         }
         save(f"recommend/{convention}", report)
+        reports[convention] = report
+    SUMMARY.write_text(summary_markdown(reports))
+    print(SUMMARY.read_text(), flush=True)
+
+
+def _cell(report: dict, name: str, metric: str) -> str:
+    value, (lo, hi) = report["results"][name][metric], report["intervals"][name][metric]
+    return f"{value:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def summary_markdown(reports: dict[str, dict]) -> str:
+    """The README's tables: accuracy under both conventions, the paired differences, and the
+    beyond-accuracy metrics (history masked), every value with its 95% interval."""
+    masked, unmasked = reports["masked"], reports["unmasked"]
+    lines = [
+        "| scorer | seeds | NDCG@10 masked | HR@10 masked | NDCG@10 unmasked | HR@10 unmasked |"
+        " training per seed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name in masked["results"]:
+        runs = masked["runs"][name]["per_seed"]
+        lines.append(
+            f"| {name} | {len(runs)} | {_cell(masked, name, 'ndcg@10')} | "
+            f"{_cell(masked, name, 'hr@10')} | {_cell(unmasked, name, 'ndcg@10')} | "
+            f"{_cell(unmasked, name, 'hr@10')} | {_training(runs)} |"
+        )
+    lines += ["", "| comparison | convention | difference [95% interval] | ratio | call |"]
+    lines += ["| --- | --- | ---: | ---: | --- |"]
+    for convention, report in reports.items():
+        for key, d in report["differences"].items():
+            lo, hi = d["interval"]
+            lines.append(
+                f"| {key} | {convention} | {d['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}] | "
+                f"{d['ratio']:.3f} | {d['call']} |"
+            )
+    beyond = [m for m in next(iter(masked["results"].values())) if m.split("@")[0] in BEYOND_NAMES]
+    lines += ["", "| scorer (history masked) | " + " | ".join(beyond) + " |"]
+    lines += ["| --- |" + " ---: |" * len(beyond)]
+    for name in masked["results"]:
+        lines.append(f"| {name} | " + " | ".join(_cell(masked, name, m) for m in beyond) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _training(runs: list[dict]) -> str:
+    """How each seed was trained: epochs, stop reason, minutes."""
+    parts = []
+    for run in runs:
+        if "training" in run:
+            t = run["training"]
+            parts.append(f"{t['epochs']} ep ({t['stopped_by']}), {t['seconds'] / 60:.1f} min")
+        elif "epochs" in run:
+            parts.append(f"{run['epochs']} ep, {run['fit_seconds'] / 60:.1f} min")
+    return "; ".join(parts)
 
 
 def _pooled(records: list[dict], convention: str, candidates: torch.Tensor):
@@ -300,7 +365,13 @@ def run_curve(data, text, text_model) -> None:
     attach_histories(model, split)
     with torch.no_grad():
         vectors = F.normalize(model.item_embeddings(), dim=-1)
-    similarity = ProductSimilarity(vectors, *_labels(split))
+    src, dst = split.train_graph["product", "in_category", "category"].edge_index
+    categories: list[list[int]] = [[] for _ in range(split.num_products)]
+    for p, c in zip(src.tolist(), dst.tolist(), strict=True):
+        categories[p].append(c)
+    similarity = ProductSimilarity(
+        vectors, label_sets(categories), product_labels(split.train_graph, "made_by")
+    )
     exclusions = split.exclusions("test", True)
     scorers = {
         f"λ={lam}": DiversifiedScorer(model, similarity, lam, exclusions, split.candidates)
@@ -368,8 +439,9 @@ def save_curve(points: list[dict], report: dict) -> None:
             {
                 "curve": {
                     "model": "fused-crawled, seed 0 (benchmarks/results/beauty_runs)",
-                    "re-ranker": "fusion.serving.rerank (MMR; similarity = mean of same category "
-                    "set, same brand, clipped cosine of the model's product vectors; pool 3k)",
+                    "re-ranker": "fusion.serving.rerank (MMR; similarity = mean of the Jaccard "
+                    "similarity of category sets, same brand, clipped cosine of the model's "
+                    "product vectors; pool 3k)",
                     "split": "Beauty leave-last-out, test, history masked, full ranking",
                     "num_queries": report["num_queries"],
                     "points": points,

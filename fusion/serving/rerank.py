@@ -4,13 +4,15 @@ knowledge graph's categories and brands and the model's product vectors, with on
 From a candidate pool ranked by relevance, answers are picked greedily: the next one maximises
 (1 − λ) · relevance − λ · (highest similarity to an answer already picked). Relevance is
 min–max scaled over the pool, so λ means the same whatever the model's score scale. Similarity
-of two products is the mean of: same category set, same brand (0 where unknown), and the
-cosine of their vectors clipped at 0. λ = 0 keeps the relevance order exactly.
+of two products is the mean of: the Jaccard similarity of their category sets (shared / either;
+graded, so two products under neighbouring categories are closer than unrelated ones), same
+brand (0 where unknown), and the cosine of their vectors clipped at 0. λ = 0 keeps the
+relevance order exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -41,17 +43,29 @@ def labels(keys: Sequence[Hashable | None]) -> Tensor:
     )
 
 
-class ProductSimilarity:
-    """Pairwise similarity of products from category and brand labels and unit vectors."""
+def label_sets(keys: Sequence[Iterable[Hashable]]) -> Tensor:
+    """[N, m] LongTensor: each row's distinct labels (one id per distinct key over all rows),
+    padded with -1 to the longest row (m ≥ 1)."""
+    ids: dict[Hashable, int] = {}
+    rows = [sorted({ids.setdefault(key, len(ids)) for key in row}) for row in keys]
+    out = torch.full((len(rows), max(1, *map(len, rows)) if rows else 1), -1, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
 
-    def __init__(self, vectors: Tensor, category: Tensor, brand: Tensor) -> None:
-        self.vectors, self.category, self.brand = vectors, category, brand
+
+class ProductSimilarity:
+    """Pairwise similarity of products from category sets, brand labels and unit vectors."""
+
+    def __init__(self, vectors: Tensor, categories: Tensor, brand: Tensor) -> None:
+        """`categories`: `label_sets` of the products' categories; `brand`: `labels`."""
+        self.vectors, self.categories, self.brand = vectors, categories, brand
 
     def __call__(self, idx: Tensor) -> Tensor:
         """[P, P] similarities of the products `idx` [P], or [B, P, P] for `idx` [B, P]."""
         vectors = self.vectors[idx]
         return (
-            _same(self.category[idx])
+            _jaccard(self.categories[idx])
             + _same(self.brand[idx])
             + (vectors @ vectors.transpose(-1, -2)).clamp(min=0)
         ) / 3
@@ -122,6 +136,18 @@ class DiversifiedScorer:
         top = scores.max().item() + 1
         lifted = top + torch.arange(picked.size(1), 0, -1, dtype=scores.dtype).expand_as(picked)
         return scores.scatter(1, picked, lifted)
+
+
+def _jaccard(sets: Tensor) -> Tensor:
+    """[..., P, P]: shared / either of the label sets `sets` [..., P, m] (-1 = padding); 0 where
+    both are empty."""
+    known = sets >= 0
+    equal = sets.unsqueeze(-2).unsqueeze(-1) == sets.unsqueeze(-3).unsqueeze(-2)  # [.., P, P, m, m]
+    both = known.unsqueeze(-2).unsqueeze(-1) & known.unsqueeze(-3).unsqueeze(-2)
+    shared = (equal & both).sum((-1, -2)).float()
+    size = known.sum(-1).float()
+    either = size.unsqueeze(-1) + size.unsqueeze(-2) - shared
+    return shared / either.clamp(min=1)
 
 
 def _same(labels: Tensor) -> Tensor:

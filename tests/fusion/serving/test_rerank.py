@@ -14,6 +14,7 @@ from fusion.serving.recommender import Recommender
 from fusion.serving.rerank import (
     DiversifiedScorer,
     ProductSimilarity,
+    label_sets,
     labels,
     mmr,
     mmr_batch,
@@ -57,9 +58,10 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recommender:
 
 
 def _category_diversity(rec: Recommender, ids: list[str]) -> float:
-    keys = [frozenset(rec.products[pid].categories) for pid in ids]
-    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1 :]]
-    return sum(a != b for a, b in pairs) / len(pairs)
+    """Mean Jaccard distance of the answers' category sets over their pairs."""
+    sets = [set(rec.products[pid].categories) for pid in ids]
+    pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1 :] if a | b]
+    return sum(1 - len(a & b) / len(a | b) for a, b in pairs) / len(pairs)
 
 
 def test_zero_diversity_is_the_plain_ranking(rec: Recommender) -> None:
@@ -140,7 +142,7 @@ def test_batched_mmr_is_mmr_per_row() -> None:
 
 def test_diversified_scorer_reorders_the_top_k_only() -> None:
     scores = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
-    category = torch.tensor([0, 0, 1, 1, 2, 2])
+    category = label_sets([["a"], ["a"], ["b"], ["b"], ["c"], ["c"]])
     similarity = ProductSimilarity(torch.eye(6), category, torch.full((6,), -1))
 
     class Fixed:
@@ -159,3 +161,21 @@ def test_diversified_scorer_reorders_the_top_k_only() -> None:
     top = varied.full_sort_predict(torch.tensor([0])).argsort(descending=True)[0].tolist()
     assert top[:3] == [0, 2, 4]  # one per category
     assert top[3:] == [1, 3, 5]  # below the lifted three, the old order (the metrics mask 1)
+
+
+def test_category_similarity_is_graded() -> None:
+    sets = label_sets([["lips", "makeup"], ["makeup"], ["skin"], [], ["makeup", "lips"]])
+    assert sets.tolist() == [[0, 1], [1, -1], [2, -1], [-1, -1], [0, 1]]
+    similarity = ProductSimilarity(torch.zeros(5, 2), sets, torch.full((5,), -1))
+    # Jaccard of the category sets, over 3 (brand unknown, zero vectors).
+    expected = torch.tensor(
+        [
+            [1, 0.5, 0, 0, 1],
+            [0.5, 1, 0, 0, 0.5],
+            [0, 0, 1, 0, 0],
+            [0, 0, 0, 0, 0],
+            [1, 0.5, 0, 0, 1],
+        ]
+    )
+    assert torch.allclose(3 * similarity(torch.tensor([0, 1, 2, 3, 4])), expected)
+    assert similarity(torch.tensor([[0, 1], [2, 4]])).shape == (2, 2, 2)
