@@ -104,6 +104,9 @@ def main() -> None:
         "--max-minutes", type=float, default=TrainConfig.max_minutes, help="fused training cap"
     )
     parser.add_argument(
+        "--epochs", type=int, default=TrainConfig.epochs, help="fused training epoch cap"
+    )
+    parser.add_argument(
         "--sasrec-minutes", type=float, default=20.0, help="SASRec training cap (its default)"
     )
     parser.add_argument(
@@ -146,9 +149,10 @@ def run_recommend(data, text, text_model, variant: str, seed: int, args) -> None
     start, record = time.time(), {"variant": variant, "seed": seed}
     if variant in FUSED_VARIANTS:
         scorer = fused_model(split, text, text_model, seed)
-        train = fit(scorer, split, TrainConfig(seed=seed, max_minutes=args.max_minutes))
+        config = TrainConfig(seed=seed, max_minutes=args.max_minutes, epochs=args.epochs)
+        train = fit(scorer, split, config)
         record["training"] = train.to_dict()
-        record["max_minutes"] = args.max_minutes
+        record["max_minutes"], record["max_epochs"] = args.max_minutes, args.epochs
         record["state"] = scorer.state_dict()
     elif variant == "sasrec":
         scorer = SASRecScorer(seed=seed, max_minutes=args.sasrec_minutes).fit(split)
@@ -246,6 +250,13 @@ def report_recommend(split) -> None:
         save(f"recommend/{convention}", report)
         reports[convention] = report
     SUMMARY.write_text(summary_markdown(reports))
+    if BEYOND.exists():  # the curve stays; the table follows the runs
+        BEYOND.write_text(
+            json.dumps(
+                json.loads(BEYOND.read_text()) | {"beyond_accuracy": beyond_table()}, indent=2
+            )
+            + "\n"
+        )
     print(SUMMARY.read_text(), flush=True)
 
 
@@ -400,6 +411,23 @@ def run_curve(data, text, text_model) -> None:
     save_curve(points, report)
 
 
+def beyond_table() -> dict:
+    """The beyond-accuracy values and intervals of every scorer, from beauty.json's reports."""
+    beauty = json.loads(OUT.read_text()) if OUT.exists() else {}
+    return {
+        key: {
+            name: {
+                m: {"value": v, "interval": beauty[key]["intervals"][name][m]}
+                for m, v in r.items()
+                if m.split("@")[0] in BEYOND_NAMES
+            }
+            for name, r in beauty[key]["results"].items()
+        }
+        for key in ("recommend/masked", "recommend/unmasked")
+        if key in beauty
+    }
+
+
 def save_curve(points: list[dict], report: dict) -> None:
     """beyond_accuracy.json (curve + the beyond-accuracy table of every scorer from beauty.json)
     and the curve as a PNG."""
@@ -408,22 +436,7 @@ def save_curve(points: list[dict], report: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    beauty = json.loads(OUT.read_text()) if OUT.exists() else {}
-    table = {
-        key: {
-            "results": {
-                name: {
-                    m: v
-                    for m, v in r.items()
-                    if m.split("@")[0] not in ("recall", "hr", "ndcg", "mrr")
-                }
-                for name, r in beauty[key]["results"].items()
-            },
-            "intervals": beauty[key]["intervals"],
-        }
-        for key in ("recommend/masked", "recommend/unmasked")
-        if key in beauty
-    }
+    table = beyond_table()
     diversity = ("ild_category@10", "category_distance@10")
     met = {
         m: [
