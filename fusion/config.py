@@ -22,6 +22,8 @@ OBJECTIVES = ("click", "cart", "purchase", "revenue", "rating")
 DEFAULT_OBJECTIVES = {"click": 1.0, "cart": 2.0, "purchase": 4.0}  # loss weights
 CONVERSIONS = ("entire_space", "viewed_only")  # how cart/purchase/rating heads are trained
 RELATIONS = tuple(str(rel).lower() for rel in PRODUCT_RELATIONS)  # what task=related learns
+SPLITS = ("leave-last-out", "time")  # recommendation protocols
+DERIVABLE = ("co_purchase", "co_view")  # relations `fusion.data.sideinfo` derives
 WARM_EPOCHS = 3  # a warm start's default epoch count (a cold one: TrainConfig.epochs)
 # Above this many products the loss is a sampled softmax unless `num_negatives` says otherwise.
 FULL_SOFTMAX_MAX_PRODUCTS = 50_000
@@ -130,6 +132,14 @@ class TrainOptions:
     # Checkpoint to continue from: trains on what is new since it plus a replay sample of the
     # old (`train.replay_ratio`), resuming its optimizer; `train.epochs` is WARM_EPOCHS unless set.
     warm_start: Path | None = None
+    # Recommendation protocol: leave-last-out per user, or a global time cut (`cut`: a
+    # timestamp, or a quantile of the interaction times within (0, 1); None: the last 10%).
+    split: str = "leave-last-out"
+    cut: float | None = None
+    # Product→Product side information: the crawled relations kept (None: all, (): none) and
+    # the relations derived from training interactions (co_purchase, co_view).
+    relations: tuple[str, ...] | None = None
+    derive: tuple[str, ...] = ()
     model: FusedConfig = field(default_factory=FusedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -141,12 +151,25 @@ class TrainOptions:
             )
         if self.model.objectives and self.task != "rank":
             raise InvalidArgumentError(f"objectives need task 'rank', not {self.task!r}")
+        if self.split not in SPLITS:
+            raise InvalidArgumentError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.split == "time" and self.task != "recommend":
+            raise InvalidArgumentError("a time split is for task=recommend only")
+        unknown = [r for r in self.relations or () if r not in RELATIONS]
+        unknown += [r for r in self.derive if r not in DERIVABLE]
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown relation(s) {unknown}: crawled ones are {', '.join(RELATIONS)}, "
+                f"derived ones {', '.join(DERIVABLE)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-ready values (what a checkpoint records)."""
         record = asdict(self)
         record["warm_start"] = None if self.warm_start is None else str(self.warm_start)
         record["text_fields"] = None if self.text_fields is None else list(self.text_fields)
+        record["relations"] = None if self.relations is None else list(self.relations)
+        record["derive"] = list(self.derive)
         return record
 
 

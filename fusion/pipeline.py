@@ -20,6 +20,7 @@ from fusion.data.events import RankSplit
 from fusion.data.graph import (
     load_graph,
     make_split,
+    side_information_of,
     template_of,
     template_record,
     text_template,
@@ -93,7 +94,7 @@ def _train(
         if trained is None:
             log.info(f"{options.warm_start} records no training pairs: all targets count as new")
     data = load_graph(store_uri, options.task, options.relation)
-    split = make_split(data, options.task, options.relation, trained)
+    split = make_split(data, options.task, options.relation, trained, **split_options(options))
     template = text_template(options.text_fields)
     if options.warm_start and options.text_fields is None:  # continue with the same texts
         template = template_of(read_meta(options.warm_start))
@@ -126,6 +127,24 @@ def _train(
         pairs = trained_pairs(split)
         save_checkpoint(model, data, out, metrics, pairs, result.optimizer_state, store)
     return model, result, split
+
+
+def split_options(options: TrainOptions) -> dict[str, Any]:
+    """`make_split`'s protocol and side-information keywords from a run's options."""
+    return {
+        "protocol": options.split,
+        "cut": options.cut,
+        "relations": options.relations,
+        "derive": options.derive,
+    }
+
+
+def recorded_split_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """`split_options` of the run a checkpoint records (`read_meta`; checkpoints from before
+    these options: leave-last-out with every crawled relation)."""
+    recorded = meta["metrics"].get("options", {})
+    protocol = {"protocol": recorded.get("split", "leave-last-out"), "cut": recorded.get("cut")}
+    return protocol | side_information_of(meta)
 
 
 def check_options(options: TrainOptions) -> None:
@@ -187,7 +206,8 @@ def evaluate_checkpoint(
         data, meta["text_model"], progress=False, template=template_of(meta)
     )
     task = meta["config"]["task"]
-    split = make_split(data, task, meta["metrics"]["relation"], read_trained(checkpoint))
+    setup = recorded_split_options(meta)
+    split = make_split(data, task, meta["metrics"]["relation"], read_trained(checkpoint), **setup)
     model = load_checkpoint(checkpoint, split.train_graph, text, text_model)
     if isinstance(split, RecSplit):
         attach_histories(model, split)
@@ -195,6 +215,11 @@ def evaluate_checkpoint(
         config = TrainConfig(**meta["metrics"]["options"]["train"])
         return evaluate_rank(model, split, text, baselines, config)
     reports = [evaluate(_scorers(model, split, text, baselines), split, mask_history=mask_history)]
+    # What the split and the model's graph were: the checkpoint's record (keys as make_split's).
+    reports[0]["setup"] = {k: v for k, v in setup.items() if v is not None} | {
+        "relations": "all" if setup["relations"] is None else list(setup["relations"]),
+        "derive": list(setup["derive"]),
+    }
     if cold_start_epochs and task == "related":
         cold = cold_start_split(data, split.relation)
         cold_config = TrainConfig(epochs=cold_start_epochs)

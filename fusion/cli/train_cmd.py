@@ -24,9 +24,11 @@ from fusion.cli.query_cmd import show
 from fusion.config import (
     AUTO_NEGATIVES,
     DEFAULT_OBJECTIVES,
+    DERIVABLE,
     FULL_SOFTMAX_MAX_PRODUCTS,
     OBJECTIVES,
     RELATIONS,
+    SPLITS,
     TASKS,
     WARM_EPOCHS,
     TrainOptions,
@@ -89,7 +91,40 @@ OPTION_KEYS = {
     "negatives": "model.num_negatives",
     "memory_budget": "model.memory_budget",
     "objectives": "model.objectives",
+    "split": "split",
+    "cut": "cut",
+    "relations": "relations",
+    "derive": "derive",
 }
+SplitProtocol = Annotated[
+    Literal[SPLITS],
+    typer.Option(
+        "--split",
+        help="Recommendations: leave-last-out per user, or time (a global cut, --cut); "
+        "users and products first seen after the cut are cold.",
+    ),
+]
+Cut = Annotated[
+    float | None,
+    typer.Option(
+        help="--split time: the test window starts at this timestamp, or at this quantile of "
+        "the interaction times when within (0, 1) [default: the last 10%].",
+    ),
+]
+Relations = Annotated[
+    str,
+    typer.Option(
+        help=f"Crawled Product→Product relations the model sees: all, none, or some of "
+        f"{','.join(RELATIONS)} (comma-separated; --task related always keeps its own).",
+    ),
+]
+Derive = Annotated[
+    str,
+    typer.Option(
+        help=f"Relations derived from the training interactions only: {','.join(DERIVABLE)} "
+        "(comma-separated; co_view needs view events).",
+    ),
+]
 
 
 def train(
@@ -150,6 +185,10 @@ def train(
             "default query-time weights.",
         ),
     ] = None,
+    split: SplitProtocol = DEFAULTS.split,
+    cut: Cut = DEFAULTS.cut,
+    relations: Relations = "all",
+    derive: Derive = "",
     nproc: Annotated[
         int,
         typer.Option(
@@ -202,10 +241,12 @@ def resolve_options(ctx: typer.Context, config_file: Path | None) -> TrainOption
         if name not in ctx.params or source is None or source.name.startswith("DEFAULT"):
             continue
         value = ctx.params[name]
-        if name == "text_fields":
+        if name in ("text_fields", "derive"):
             value = split_fields(value)
         elif name == "objectives":
             value = parse_weights(value, "--objectives")
+        elif name == "relations":
+            value = relation_names(value)
         section, _, leaf = key.rpartition(".")
         (overrides.setdefault(section, {}) if section else overrides)[leaf] = value
     return load_options(config_file, overrides)
@@ -246,6 +287,14 @@ def launch(ctx: typer.Context, nproc: int) -> None:
 
 def split_fields(text: str) -> tuple[str, ...]:
     return tuple(f.strip() for f in text.split(",") if f.strip())
+
+
+def relation_names(text: str) -> tuple[str, ...] | None:
+    """`--relations`: None for all, () for none, else the names given."""
+    names = tuple(name.lower() for name in split_fields(text))
+    if names in ((), ("all",)):
+        return None
+    return () if names == ("none",) else names
 
 
 def evaluate(
@@ -294,6 +343,10 @@ def pipeline(
     epochs: Epochs = DEFAULTS.train.epochs,
     device: Device = DEFAULTS.device,
     max_minutes: MaxMinutes = DEFAULTS.train.max_minutes,
+    split: SplitProtocol = DEFAULTS.split,
+    cut: Cut = DEFAULTS.cut,
+    relations: Relations = "all",
+    derive: Derive = "",
     store: StoreUri = None,
     out: Checkpoint = DEFAULT_CHECKPOINT,
 ) -> None:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.config import TASKS, Progress, TrainOptions
+from fusion.config import SPLITS, TASKS, Progress, TrainOptions
 from fusion.data.events import event_split
 from fusion.data.replay import Trained, trained_keys
-from fusion.data.splits import Split, recommend_split, related_split
+from fusion.data.sideinfo import with_side_information
+from fusion.data.splits import INTERACTED, Split, recommend_split, related_split, time_split
 from kg import settings
 from kg.errors import InvalidArgumentError, MissingDataError
 from kg.export import to_heterodata
@@ -127,18 +130,73 @@ def template_of(meta: dict[str, Any]) -> TextTemplate:
     return TextTemplate(**{**record, "fields": tuple(record["fields"])})
 
 
-def make_split(data: HeteroData, task: str, relation: str, trained: Trained | None = None) -> Split:
+def side_information_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The `relations` and `derive` a checkpoint's run chose (`read_meta`; older checkpoints:
+    every crawled relation, nothing derived)."""
+    recorded = meta["metrics"].get("options", {})
+    relations = recorded.get("relations")
+    return {
+        "relations": None if relations is None else tuple(relations),
+        "derive": tuple(recorded.get("derive") or ()),
+    }
+
+
+def make_split(
+    data: HeteroData,
+    task: str,
+    relation: str,
+    trained: Trained | None = None,
+    *,
+    protocol: str = "leave-last-out",
+    cut: float | None = None,
+    relations: Sequence[str] | None = None,
+    derive: Sequence[str] = (),
+) -> Split:
     """The task's split of `data`. `trained`: the pairs a checkpoint was trained on, which a
     related-items split never holds out (the graph may have grown since; recommendation splits
-    are by time, so what a model trained on stays training)."""
+    are by time, so what a model trained on stays training).
+
+    `protocol` (recommend): "leave-last-out" per user, or "time", a global cut at `cut` (a
+    timestamp, or a quantile of the interaction times when within (0, 1); the validation
+    window is as long, in interactions, just before it). `relations` / `derive`: the
+    Product→Product relations the training graph keeps / gets derived from its own (training)
+    interactions (`fusion.data.sideinfo`)."""
     if task == "recommend":
-        return recommend_split(data)
-    if task == "rank":
-        return event_split(data)
-    if task == "related":
+        split: Split = (
+            recommend_split(data)
+            if protocol == "leave-last-out"
+            else _time_split(data, protocol, cut)
+        )
+    elif task == "rank":  # events in time order (fusion.data.events)
+        split = event_split(data)
+    elif task == "related":
         TrainOptions(task=task, relation=relation)  # a relation outside the schema: refused
+        if protocol != "leave-last-out":
+            raise InvalidArgumentError("a time split is for task=recommend only")
         if data["product", relation, "product"].num_edges == 0:
             raise MissingDataError(f"the graph has no {relation!r} edges to learn or evaluate")
         seen = None if trained is None else trained_keys(trained, data, "product")
-        return related_split(data, relation, trained=seen)
-    raise InvalidArgumentError(f"task must be one of {TASKS}, got {task!r}")
+        split = related_split(data, relation, trained=seen)
+    else:
+        raise InvalidArgumentError(f"task must be one of {TASKS}, got {task!r}")
+    keep = (relation,) if task == "related" else ()
+    split.train_graph = with_side_information(split.train_graph, relations, derive, keep)
+    return split
+
+
+def _time_split(data: HeteroData, protocol: str, cut: float | None) -> Split:
+    """`time_split` at `cut` (None: its default cuts); see `make_split`."""
+    if protocol != "time":
+        raise InvalidArgumentError(f"--split must be one of {', '.join(SPLITS)}, got {protocol!r}")
+    if cut is None:
+        return time_split(data)
+    ts = data[INTERACTED].ts.double()
+    test_from = torch.quantile(ts, cut).item() if 0 < cut < 1 else float(cut)
+    share = (ts >= test_from).double().mean().item()  # of the interactions after the cut
+    if share in (0.0, 1.0):
+        raise InvalidArgumentError(
+            f"time cut {cut} leaves {'no' if share == 0 else 'every'} interaction after it "
+            f"(times run from {ts.min().item():g} to {ts.max().item():g})"
+        )
+    valid_from = torch.quantile(ts, max(0.0, 1 - 2 * share)).item()
+    return time_split(data, valid_from=min(valid_from, test_from), test_from=test_from)

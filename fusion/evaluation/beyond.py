@@ -17,6 +17,10 @@ Definitions (popularity = a product's training interactions, over the rankable c
   catalogue are more popular than.
 - `ild_category@k`, `ild_brand@k`: share of a list's distinct pairs with different category sets
   / brands; pairs with an unknown side do not count (a list with no known pair: NaN, left out).
+- `category_distance@k`: mean over a list's distinct pairs of the Jaccard distance of their
+  category sets (1 − shared / either), pairs with an unknown side left out: graded where
+  `ild_category` only asks "same set or not" (two shades of lipstick under Beauty > Makeup > Lips
+  and Beauty > Makeup > Lips > Lipstick differ as sets, yet are close).
 - `novelty@k`: mean of −log2 of the item's popularity share, add-one smoothed
   ((count + 1) / (total + catalogue size)) so never-seen products stay finite.
 """
@@ -31,6 +35,19 @@ from torch_geometric.data import HeteroData
 
 HEAD_SHARE = 0.2  # the most popular 20% of the catalogue is the head; the rest, the long tail
 CORPUS_METRICS = ("coverage", "gini")  # of the lists together, not a mean over queries
+
+
+def product_sets(graph: HeteroData, relation: str) -> Tensor:
+    """BoolTensor[num_products, num_targets]: which nodes each product links to by `relation`
+    (no column where the graph has no such relation)."""
+    num_products = graph["product"].num_nodes
+    edge_types = [t for t in graph.edge_types if t[0] == "product" and t[1] == relation]
+    if not edge_types:
+        return torch.zeros(num_products, 0, dtype=torch.bool)
+    src, dst = graph[edge_types[0]].edge_index
+    out = torch.zeros(num_products, graph[edge_types[0][2]].num_nodes, dtype=torch.bool)
+    out[src, dst] = True
+    return out
 
 
 def product_labels(graph: HeteroData, relation: str) -> Tensor:
@@ -59,7 +76,9 @@ class ListMetrics:
         candidates: Tensor,
         category: Tensor,
         brand: Tensor,
+        category_sets: Tensor | None = None,
     ) -> None:
+        """`category_sets` (`product_sets(graph, "in_category")`) adds `category_distance@k`."""
         self.k = k
         counts = popularity.float().masked_fill(~candidates, 0)
         catalogue = counts[candidates]
@@ -71,7 +90,7 @@ class ListMetrics:
         self.percentile = (less + (n - less - more) / 2) / n
         self.tail = more >= HEAD_SHARE * n
         self.surprise = -torch.log2((counts + 1) / (catalogue.sum() + n))
-        self.category, self.brand = category, brand
+        self.category, self.brand, self.category_sets = category, brand, category_sets
         self.reset()
 
     def reset(self) -> None:
@@ -81,8 +100,12 @@ class ListMetrics:
         """Add a batch of lists `top` [B, k] (product indices, best first)."""
         top = top[:, : self.k]
         k = self.k
+        graded = {}
+        if self.category_sets is not None:
+            graded[f"category_distance@{k}"] = _jaccard_distance(self.category_sets[top])
         self._values.append(
-            {
+            graded
+            | {
                 f"pop_percentile@{k}": self.percentile[top].mean(1),
                 f"long_tail@{k}": self.tail[top].float().mean(1),
                 f"ild_category@{k}": _pairwise_difference(self.category[top]),
@@ -137,6 +160,20 @@ def gini(exposure: Tensor) -> Tensor:
     rank = torch.arange(1, n + 1, dtype=exposure.dtype)
     total = ordered.sum(1)
     return (ordered * (2 * rank - n - 1)).sum(1) / (n * total).clamp(min=math.ulp(1.0))
+
+
+def _jaccard_distance(sets: Tensor) -> Tensor:
+    """Per row of `sets` [B, k, C] (bool): mean Jaccard distance over the distinct pairs whose
+    sets are both non-empty; NaN where a row has no such pair."""
+    multi = sets.float()
+    shared = multi @ multi.transpose(1, 2)
+    size = multi.sum(2)
+    either = size.unsqueeze(2) + size.unsqueeze(1) - shared
+    known = (size > 0).unsqueeze(2) & (size > 0).unsqueeze(1)
+    upper = torch.ones(sets.size(1), sets.size(1), dtype=torch.bool).triu(1)
+    pairs = known & upper
+    distance = (1 - shared / either.clamp(min=1)).masked_fill(~pairs, 0)
+    return distance.sum((1, 2)) / pairs.sum((1, 2)).float()  # 0/0 = NaN
 
 
 def _pairwise_difference(labels: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from fusion.evaluation.beyond import (
     ExposureMetrics,
     ListMetrics,
     product_labels,
+    product_sets,
 )
 from fusion.evaluation.intervals import (
     RESAMPLES,
@@ -119,9 +120,10 @@ def evaluate(
     popularity = training_popularity(split)
     category = product_labels(split.train_graph, "in_category")
     brand = product_labels(split.train_graph, "made_by")
+    category_sets = product_sets(split.train_graph, "in_category")
     results, per_query, samples = {}, {}, {}
     for name, scorer in scorers.items():
-        lists = ListMetrics(beyond_k, popularity, split.candidates, category, brand)
+        lists = ListMetrics(beyond_k, popularity, split.candidates, category, brand, category_sets)
         exposure = ExposureMetrics(beyond_k, split.candidates)
         values = score_queries(
             scorer, split, stage, ks, batch_size, queries, mask_history,
@@ -145,16 +147,17 @@ def evaluate(
         "num_products": int(split.candidates.sum()),
         "resamples": resamples,
         "results": results,
-        **compared(results, samples),
+        **compare(results, samples),
         "per_query": {"queries": queries, **per_query},
     }
 
 
-def compared(
+def compare(
     results: dict[str, dict[str, float]], samples: dict[str, dict[str, Tensor]]
 ) -> dict[str, Any]:
-    """`intervals` (bootstrap 95% per scorer and metric) and `not_distinguishable` (per metric,
-    the scorers tied with the best) from the point values and the resampled ones."""
+    """From each scorer's point values and bootstrap samples (the same resamples for every
+    scorer): `intervals` (per scorer and metric, the 95% interval) and `not_distinguishable`
+    (per metric, the scorers the paired bootstrap cannot tell from the highest)."""
     return {
         "intervals": {
             name: {

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from fusion.data.events import RankSplit
 from fusion.data.splits import Stage
-from fusion.evaluation.harness import Scorer, compared
+from fusion.evaluation.harness import Scorer, compare
 from fusion.evaluation.intervals import RESAMPLES, bootstrap, means
 from fusion.evaluation.metrics import _row_mask, ranking_metrics, top_k
 from kg.errors import MissingDataError
@@ -155,7 +155,7 @@ def evaluate_objectives(
                 "num_products": int(split.candidates.sum()),
                 "resamples": resamples,
                 "results": results,
-                **compared(results, samples),
+                **compare(results, samples),
                 "per_query": {"queries": queries, **per_query},
             }
         )

@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from fusion.data.graph import encode_graph_text, graph_of, template_of
+from fusion.data.graph import encode_graph_text, graph_of, side_information_of, template_of
 from fusion.data.histories import history_matrix
+from fusion.data.sideinfo import with_side_information
 from fusion.data.splits import user_histories
 from fusion.model.checkpoint import load_checkpoint, read_meta
 from fusion.model.fused import FusedModel
@@ -87,7 +88,10 @@ class FusedQueryModel:
 def load_query_model(checkpoint_dir: str | Path, store: Store) -> FusedQueryModel:
     """The checkpoint over `store`'s current graph (new nodes allowed), ready to answer."""
     meta = read_meta(checkpoint_dir)
-    graph = graph_of(store)
+    side = side_information_of(meta)
+    keep = (meta["metrics"].get("relation"),) if meta["config"]["task"] == "related" else ()
+    # The relations the model was trained with; derived ones from every interaction so far.
+    graph = with_side_information(graph_of(store), keep=keep, **side)
     encoder = TextEncoder.from_pretrained(meta["text_model"], device="cpu")
     text = encode_graph_text(encoder, graph, template_of(meta), progress=False)
     model = load_checkpoint(checkpoint_dir, graph, text, encoder.model_id, allow_new_nodes=True)

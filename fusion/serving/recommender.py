@@ -25,7 +25,7 @@ from fusion.config import check_weights, parse_weights
 from fusion.model.checkpoint import read_meta
 from fusion.serving.ann import AnnIndex
 from fusion.serving.query_model import load_query_model
-from fusion.serving.rerank import ProductSimilarity, labels, mmr, pool_size
+from fusion.serving.rerank import ProductSimilarity, label_sets, labels, mmr, pool_size
 from kg.errors import InvalidArgumentError, NotFoundError
 from kg.paths import Neo4jView, Path, category_name, kg_view, text_paths
 from kg.reasons import ReasonIndex
@@ -477,7 +477,7 @@ class Recommender:
         if self._similarity is None:
             self._similarity = ProductSimilarity(
                 self.vectors,
-                labels([frozenset(p.categories) or None if p else None for p in self._rows()]),
+                label_sets([p.categories if p else () for p in self._rows()]),
                 labels([p.brand.casefold() if p and p.brand else None for p in self._rows()]),
             )
         idx = torch.tensor([self._product_idx[pid] for pid, _ in hits])

@@ -9,7 +9,13 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.metrics import LinkPredCoverage, LinkPredDiversity
 
-from fusion.evaluation.beyond import ExposureMetrics, ListMetrics, gini, product_labels
+from fusion.evaluation.beyond import (
+    ExposureMetrics,
+    ListMetrics,
+    gini,
+    product_labels,
+    product_sets,
+)
 
 # Six products; 5 is a stub outside the catalogue. Popularity 5, 3, 3, 1, 0 over the catalogue.
 POPULARITY = torch.tensor([5, 3, 3, 1, 0, 9])
@@ -99,3 +105,25 @@ def test_lists_shorter_than_k_in_a_small_catalogue() -> None:
     exposure = ExposureMetrics(10, CANDIDATES)
     exposure.update(LISTS)  # 3 columns, k = 10
     assert exposure.compute()["coverage@10"].tolist() == pytest.approx([0.8])
+
+
+def test_category_distance_by_hand() -> None:
+    # Sets: 0 {a, b}, 1 {a}, 2 {c}, 3 none. Pairs of [0, 1, 2]: J(0,1) = 1 − 1/2, J(0,2) = 1,
+    # J(1,2) = 1 → mean 5/6; [3, 0, 1]: only (0, 1) is known → 1/2; [3, 3]: none → NaN.
+    sets = torch.tensor(
+        [[1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.bool
+    )
+    metrics = ListMetrics(3, POPULARITY, CANDIDATES, CATEGORY, BRAND, category_sets=sets)
+    metrics.update(LISTS)
+    metrics.update(torch.tensor([[3, 3, 3]]))
+    first, second, third = metrics.values()["category_distance@3"].tolist()
+    assert (first, second) == pytest.approx((5 / 6, 1 / 2)) and math.isnan(third)
+    graph = HeteroData()
+    graph["product"].num_nodes, graph["category"].num_nodes = 3, 2
+    graph["product", "in_category", "category"].edge_index = torch.tensor([[0, 0, 2], [0, 1, 1]])
+    assert product_sets(graph, "in_category").tolist() == [
+        [True, True],
+        [False, False],
+        [False, True],
+    ]
+    assert product_sets(graph, "made_by").shape == (3, 0)

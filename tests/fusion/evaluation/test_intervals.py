@@ -59,3 +59,14 @@ def test_paired_difference_separates_what_intervals_cannot() -> None:
     c, d = _bernoulli(0.3, 500, seed=2), _bernoulli(0.3, 500, seed=3)
     pair = bootstrap(means({"c": c, "d": d}), 500, resamples=300)
     assert not distinguishable(pair["c"] - pair["d"])
+
+
+def test_means_are_exact_over_many_queries() -> None:
+    # Summed in float32, 22k values near 1 were off by ~1e-4: a narrow interval then missed
+    # its own point estimate.
+    values = 0.9998 + 0.0001 * torch.rand(22363, generator=torch.Generator().manual_seed(0))
+    statistic = means({"m": values})
+    point = statistic(torch.ones(1, values.numel()))["m"].item()
+    assert point == pytest.approx(values.double().mean().item(), abs=1e-7)
+    lo, hi = percentile_interval(bootstrap(statistic, values.numel(), 200)["m"])
+    assert lo <= point <= hi

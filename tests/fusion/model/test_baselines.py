@@ -82,6 +82,7 @@ def test_harness_is_batch_invariant_and_reports(beauty: HeteroData, tmp_path: Pa
         assert metrics == pytest.approx(small["results"][name])
     assert report["num_queries"] == len(split.valid)
     beyond = ("coverage", "gini", "pop_percentile", "long_tail", "ild_category", "ild_brand")
+    beyond += ("category_distance",)
     assert set(report["results"]["text"]) == {
         f"{m}@{k}" for m in ("recall", "hr", "ndcg") for k in (10, 20)
     } | {"mrr", "novelty@10"} | {f"{m}@10" for m in beyond}

@@ -11,7 +11,15 @@ from typer.testing import CliRunner
 import fusion.serving.recommender as recommender_module
 from fusion.cli import app
 from fusion.serving.recommender import Recommender
-from fusion.serving.rerank import labels, mmr, pool_size
+from fusion.serving.rerank import (
+    DiversifiedScorer,
+    ProductSimilarity,
+    label_sets,
+    labels,
+    mmr,
+    mmr_batch,
+    pool_size,
+)
 from fusion.serving.rest import create_app
 from kg.stores import EmbeddedStore
 from tests.fusion.serving.test_recommender import TinyModel, write_slice
@@ -50,9 +58,10 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recommender:
 
 
 def _category_diversity(rec: Recommender, ids: list[str]) -> float:
-    keys = [frozenset(rec.products[pid].categories) for pid in ids]
-    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1 :]]
-    return sum(a != b for a, b in pairs) / len(pairs)
+    """Mean Jaccard distance of the answers' category sets over their pairs."""
+    sets = [set(rec.products[pid].categories) for pid in ids]
+    pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1 :] if a | b]
+    return sum(1 - len(a & b) / len(a | b) for a, b in pairs) / len(pairs)
 
 
 def test_zero_diversity_is_the_plain_ranking(rec: Recommender) -> None:
@@ -114,3 +123,59 @@ def test_rest_and_cli_take_the_knob(rec: Recommender, monkeypatch, tmp_path) -> 
     assert result.exit_code == 0, result.output
     assert f'"product_id": "{expected[0].product_id}"' in result.output
     assert CliRunner().invoke(app, ["related", pid, "--diversity", "2", *common]).exit_code == 2
+
+
+def test_batched_mmr_is_mmr_per_row() -> None:
+    g = torch.Generator().manual_seed(0)
+    relevance = torch.rand(6, 12, generator=g)
+    vectors = F.normalize(torch.randn(6, 12, 4, generator=g), dim=-1)
+    similarity = (vectors @ vectors.transpose(1, 2)).clamp(min=0)
+    for level in (0.0, 0.3, 1.0):
+        batch = mmr_batch(relevance, similarity, 5, level)
+        assert batch.tolist() == [
+            mmr(r, s, 5, level) for r, s in zip(relevance, similarity, strict=True)
+        ]
+    # A masked candidate (-inf) is never picked while a rankable one is left.
+    relevance[:, 0] = -torch.inf
+    assert not (mmr_batch(relevance, similarity, 11, 0.5) == 0).any()
+
+
+def test_diversified_scorer_reorders_the_top_k_only() -> None:
+    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    category = label_sets([["a"], ["a"], ["b"], ["b"], ["c"], ["c"]])
+    similarity = ProductSimilarity(torch.eye(6), category, torch.full((6,), -1))
+
+    class Fixed:
+        def full_sort_predict(self, query_idx, stage="test"):
+            return scores.expand(len(query_idx), -1)
+
+    candidates = torch.ones(6, dtype=torch.bool)
+    exclusions = {0: torch.tensor([1])}  # product 1 is the user's own: never picked
+    plain = DiversifiedScorer(Fixed(), similarity, 0.0, exclusions, candidates, k=3)
+    assert plain.full_sort_predict(torch.tensor([0])).argsort(descending=True)[0, :3].tolist() == [
+        0,
+        2,
+        3,
+    ]
+    varied = DiversifiedScorer(Fixed(), similarity, 0.9, exclusions, candidates, k=3)
+    top = varied.full_sort_predict(torch.tensor([0])).argsort(descending=True)[0].tolist()
+    assert top[:3] == [0, 2, 4]  # one per category
+    assert top[3:] == [1, 3, 5]  # below the lifted three, the old order (the metrics mask 1)
+
+
+def test_category_similarity_is_graded() -> None:
+    sets = label_sets([["lips", "makeup"], ["makeup"], ["skin"], [], ["makeup", "lips"]])
+    assert sets.tolist() == [[0, 1], [1, -1], [2, -1], [-1, -1], [0, 1]]
+    similarity = ProductSimilarity(torch.zeros(5, 2), sets, torch.full((5,), -1))
+    # Jaccard of the category sets, over 3 (brand unknown, zero vectors).
+    expected = torch.tensor(
+        [
+            [1, 0.5, 0, 0, 1],
+            [0.5, 1, 0, 0, 0.5],
+            [0, 0, 1, 0, 0],
+            [0, 0, 0, 0, 0],
+            [1, 0.5, 0, 0, 1],
+        ]
+    )
+    assert torch.allclose(3 * similarity(torch.tensor([0, 1, 2, 3, 4])), expected)
+    assert similarity(torch.tensor([[0, 1], [2, 4]])).shape == (2, 2, 2)
