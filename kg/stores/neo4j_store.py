@@ -20,12 +20,15 @@ from itertools import starmap
 from typing import Any, LiteralString, TypeVar, cast
 
 import neo4j
+import numpy as np
 from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable
 
 from kg.schema import KEY, PRODUCT_RELATIONS, REL_ENDPOINTS, Label, Product, Rel
 from kg.stores.base import (
     EDGE_RELS,
+    FLOAT_EVENT_PROPS,
+    GraphColumns,
     InteractionRow,
     ProductRow,
     Progress,
@@ -54,6 +57,10 @@ _NODE_WRITES: dict[Label, str] = {
     Label.USER: "UNWIND $rows AS id MERGE (:User {id: id})",
 }
 _PRODUCT_REL_TYPES = "|".join(PRODUCT_RELATIONS)
+_PRODUCT_ROWS = (
+    "MATCH (n:Product) RETURN collect([n.id, n.title, n.description, n.price, n.in_catalogue])"
+)
+_CATEGORY_ROWS = "MATCH (n:Category) RETURN collect([n.id, n.name])"
 
 
 def _q(text: str) -> LiteralString:
@@ -273,15 +280,9 @@ class Neo4jStore(Store):
         # full collection, which doubled the time.
         with _gc_paused():
             return Snapshot(
-                products=self._rows(
-                    ProductRow,
-                    "MATCH (n:Product) RETURN collect([n.id, n.title, n.description, n.price, "
-                    "n.in_catalogue])",
-                ),
+                products=self._rows(ProductRow, _PRODUCT_ROWS),
                 brands=sorted(self._collect("MATCH (n:Brand) RETURN collect(n.id)")),
-                categories=sorted(
-                    map(tuple, self._collect("MATCH (n:Category) RETURN collect([n.id, n.name])"))
-                ),
+                categories=sorted(map(tuple, self._collect(_CATEGORY_ROWS))),
                 users=sorted(self._collect("MATCH (n:User) RETURN collect(n.id)")),
                 edges={rel: self._pairs(rel) for rel in EDGE_RELS},
                 interactions=sorted(
@@ -295,6 +296,93 @@ class Neo4jStore(Store):
                     key=InteractionRow.sort_key,
                 ),
             )
+
+    def columns(self) -> GraphColumns:
+        """The graph streamed as columns: no Python object per relationship is kept. Nodes are
+        read with their internal ids, relationships as internal-id lists one chunk of source
+        nodes at a time, turned into index arrays through a lookup table."""
+        with (
+            _gc_paused(),
+            self._driver.session(
+                database=self.database,
+                # id() is deprecated but the cheapest handle: an int (elementId is a string).
+                notifications_disabled_classifications=list(
+                    neo4j.NotificationDisabledClassification
+                ),
+            ) as session,
+        ):
+            internal: dict[Label, np.ndarray] = {}
+            ids: dict[Label, list[str]] = {}
+            for label in Label:
+                found, keys = session.run(
+                    _q(f"MATCH (n:{label}) RETURN collect(id(n)), collect(n.{KEY})")
+                ).single(strict=True)
+                order = sorted(range(len(keys)), key=keys.__getitem__)
+                ids[label] = [keys[i] for i in order]
+                internal[label] = np.asarray(found, dtype=np.int64).reshape(-1)[order]
+            top = max((int(a.max()) for a in internal.values() if a.size), default=0)
+            index = np.full(top + 1, -1, dtype=np.int64)
+            for nodes in internal.values():
+                index[nodes] = np.arange(len(nodes))
+            edges = {
+                rel: self._edge_columns(session, rel, internal[REL_ENDPOINTS[rel][0]], index)
+                for rel in EDGE_RELS
+            }
+            users, products, events = self._event_columns(session, internal[Label.USER], index)
+            edges[Rel.INTERACTED] = users, products
+            return GraphColumns(
+                ids=ids,
+                products=self._rows(ProductRow, _PRODUCT_ROWS),
+                category_names=[name for _, name in sorted(self._collect(_CATEGORY_ROWS))],
+                edges=edges,
+                events=events,
+            )
+
+    def _edge_columns(
+        self, session: neo4j.Session, rel: Rel, sources: np.ndarray, index: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        src, dst = REL_ENDPOINTS[rel]
+        query = _q(
+            f"UNWIND $ids AS i MATCH (a:{src}) WHERE id(a) = i "
+            f"MATCH (a)-[:{rel}]->(b:{dst}) RETURN collect(i), collect(id(b))"
+        )
+        parts = [
+            tuple(
+                np.asarray(column, dtype=np.int64)
+                for column in session.run(query, ids=chunk).single(strict=True)
+            )
+            for chunk in _chunks(sources)
+        ]
+        return _joined(parts, 0, index), _joined(parts, 1, index)
+
+    def _event_columns(
+        self, session: neo4j.Session, users: np.ndarray, index: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        query = _q(
+            f"UNWIND $ids AS i MATCH (a:{Label.USER}) WHERE id(a) = i "
+            f"MATCH (a)-[r:{Rel.INTERACTED}]->(b:{Label.PRODUCT}) "
+            "RETURN collect([i, id(b), r.rating, r.ts, r.price, r.kind, r.session, r.key])"
+        )
+        parts = []
+        events: dict[str, Any] = {name: [] for name in ("kind", "session", "key")}
+        for chunk in _chunks(users):
+            rows = session.run(query, ids=chunk).single(strict=True)[0]
+            if not rows:
+                continue
+            user, product, rating, ts, price, kind, session_id, key = zip(*rows, strict=True)
+            del rows
+            parts.append(
+                (
+                    np.array(user, dtype=np.int64),
+                    np.array(product, dtype=np.int64),
+                    *(np.array(v, dtype=np.float64) for v in (rating, ts, price)),
+                )
+            )
+            for name, values in zip(events, (kind, session_id, key), strict=True):
+                events[name].extend(values)
+        for column, name in enumerate(FLOAT_EVENT_PROPS, start=2):
+            events[name] = _joined(parts, column)
+        return _joined(parts, 0, index), _joined(parts, 1, index), events
 
     def _rows(self, row_type: Callable[..., T], query: str) -> list[T]:
         # Rows as lists, not columns: collect() drops nulls, which would misalign columns.
@@ -419,6 +507,23 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+EXPORT_CHUNK = 20_000  # source nodes per export query
+
+
+def _chunks(nodes: np.ndarray) -> Iterator[list[int]]:
+    for start in range(0, len(nodes), EXPORT_CHUNK):
+        yield nodes[start : start + EXPORT_CHUNK].tolist()
+
+
+def _joined(parts: list[tuple], column: int, index: np.ndarray | None = None) -> np.ndarray:
+    """Column `column` of every part as one array, through `index` (internal id → row) if
+    given."""
+    if not parts:
+        return np.zeros(0, np.float64 if index is None else np.int64)
+    joined = np.concatenate([p[column] for p in parts])
+    return joined if index is None else index[joined]
 
 
 def _plain(rows: Sequence[tuple]) -> list[tuple]:
