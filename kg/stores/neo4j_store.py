@@ -7,8 +7,9 @@ seeks and the parameter size. Every INTERACTED relationship is one event, identi
 exact duplicates are stored once and every other event is kept.
 
 A relationship type with no relationships yet is written with CREATE instead of MERGE (no
-existence check per row): still idempotent, because any later run, including one after a killed
-build, finds the type non-empty and takes the MERGE path.
+existence check per row), its endpoints found by internal node id (read once per label) rather
+than by key: still idempotent, because any later run, including one after a killed build, finds
+the type non-empty and takes the MERGE path.
 """
 
 from __future__ import annotations
@@ -80,15 +81,20 @@ def rel_write_query(rel: Rel) -> LiteralString:
 
 def rel_batch_query(rel: Rel, fresh: bool) -> LiteralString:
     """Write grouped rows (src, [dst, ...]), or (user, [[product, *EVENT_PROPS], ...]) for
-    INTERACTED; `fresh` (the type has no relationships yet) uses CREATE, else MERGE."""
+    INTERACTED. `fresh` (the type has no relationships yet): endpoints are internal node ids
+    (`id(n)`, read just before; a seek by id costs less than an index lookup by key) and
+    relationships are CREATEd; else endpoints are keys and relationships MERGEd."""
     src, dst = REL_ENDPOINTS[rel]
+    if fresh:
+        query = "UNWIND $rows AS row MATCH (a) WHERE id(a) = row[0] UNWIND row[1] AS x "
+        if rel != Rel.INTERACTED:
+            return _q(query + f"MATCH (b) WHERE id(b) = x CREATE (a)-[:{rel}]->(b)")
+        query += "MATCH (b) WHERE id(b) = x[0] "
+        return _q(query + f"CREATE (a)-[r:{rel}]->(b) SET {_set_event(1, 'x')}")
     query = f"UNWIND $rows AS row MATCH (a:{src} {{id: row[0]}}) UNWIND row[1] AS x "
     if rel != Rel.INTERACTED:
-        verb = "CREATE" if fresh else "MERGE"
-        return _q(query + f"MATCH (b:{dst} {{id: x}}) {verb} (a)-[:{rel}]->(b)")
+        return _q(query + f"MATCH (b:{dst} {{id: x}}) MERGE (a)-[:{rel}]->(b)")
     query += f"MATCH (b:{dst} {{id: x[0]}}) "
-    if fresh:
-        return _q(query + f"CREATE (a)-[r:{rel}]->(b) SET {_set_event(1, 'x')}")
     # The key holds every field, so an event found by key already has these values.
     return _q(query + f"MERGE (a)-[r:{rel} {{key: x[6]}}]->(b) ON CREATE SET {_set_event(1, 'x')}")
 
@@ -217,11 +223,19 @@ class Neo4jStore(Store):
         ]
         events = ((r.user, r.key, [r.product, *r[2:]]) for r in snap.interactions)
         rels.append((Rel.INTERACTED, events))
-        with self.session() as session:
+        # id() is deprecated but stays the cheapest handle on a node (see rel_batch_query).
+        with self._quiet_session() as session:
             for step, query, rows in steps:
                 self._write_batches(session, str(step), query, rows, progress)
+            handles: dict[Label, dict[str, int]] = {}
             for rel, rel_rows in rels:
-                self._write_rels(session, rel, rel_rows, progress)
+                self._write_rels(session, rel, rel_rows, progress, handles)
+
+    def _quiet_session(self) -> neo4j.Session:
+        return self._driver.session(
+            database=self.database,
+            notifications_disabled_classifications=list(neo4j.NotificationDisabledClassification),
+        )
 
     def _write_rels(
         self,
@@ -229,19 +243,43 @@ class Neo4jStore(Store):
         rel: Rel,
         rows: Iterable[tuple[Any, Any, Any]],
         progress: Progress | None,
+        handles: dict[Label, dict[str, int]],
     ) -> None:
+        """`handles`: internal node ids by key per label, read once per build when needed."""
+        # Decided once per type: the batches below make it non-empty.
+        fresh = self._rel_count(session, rel) == 0
+        if fresh:
+            src, dst = (self._handles(session, label, handles) for label in REL_ENDPOINTS[rel])
+            if rel == Rel.INTERACTED:
+                rows = (
+                    (src[a], key, [dst[event[0]], *event[1:]])
+                    for a, key, event in rows
+                    if a in src and event[0] in dst
+                )
+            else:
+                rows = ((src[a], dst[b], dst[b]) for a, b, _ in rows if a in src and b in dst)
         groups = group_by_source(rows)
         total = sum(len(targets) for _, targets in groups)
         if progress:
             progress(str(rel), 0, total)
-        # Decided once per type: the batches below make it non-empty.
-        query = rel_batch_query(rel, fresh=self._rel_count(session, rel) == 0)
+        query = rel_batch_query(rel, fresh)
         done = 0
         for batch, count in rel_batches(groups, self.rel_batch_size):
             session.execute_write(_run, query, batch)
             done += count
             if progress:
                 progress(str(rel), done, total)
+
+    @staticmethod
+    def _handles(
+        session: neo4j.Session, label: Label, handles: dict[Label, dict[str, int]]
+    ) -> dict[str, int]:
+        if label not in handles:
+            keys, found = session.run(
+                _q(f"MATCH (n:{label}) RETURN collect(n.{KEY}), collect(id(n))")
+            ).single(strict=True)
+            handles[label] = dict(zip(keys, found, strict=True))
+        return handles[label]
 
     @staticmethod
     def _rel_count(session: neo4j.Session, rel: Rel) -> int:
@@ -301,16 +339,7 @@ class Neo4jStore(Store):
         """The graph streamed as columns: no Python object per relationship is kept. Nodes are
         read with their internal ids, relationships as internal-id lists one chunk of source
         nodes at a time, turned into index arrays through a lookup table."""
-        with (
-            _gc_paused(),
-            self._driver.session(
-                database=self.database,
-                # id() is deprecated but the cheapest handle: an int (elementId is a string).
-                notifications_disabled_classifications=list(
-                    neo4j.NotificationDisabledClassification
-                ),
-            ) as session,
-        ):
+        with _gc_paused(), self._quiet_session() as session:
             internal: dict[Label, np.ndarray] = {}
             ids: dict[Label, list[str]] = {}
             for label in Label:
