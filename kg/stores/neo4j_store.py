@@ -260,15 +260,42 @@ class Neo4jStore(Store):
                 rows = ((src[a], dst[b], dst[b]) for a, b, _ in rows if a in src and b in dst)
         groups = group_by_source(rows)
         total = sum(len(targets) for _, targets in groups)
+        self._send(session, rel, fresh, rel_batches(groups, self.rel_batch_size), total, progress)
+
+    def _send(
+        self,
+        session: neo4j.Session,
+        rel: Rel,
+        fresh: bool,
+        batches: Iterable[tuple[list, int]],
+        total: int,
+        progress: Progress | None,
+    ) -> None:
         if progress:
             progress(str(rel), 0, total)
         query = rel_batch_query(rel, fresh)
         done = 0
-        for batch, count in rel_batches(groups, self.rel_batch_size):
+        for batch, count in batches:
             session.execute_write(_run, query, batch)
             done += count
             if progress:
                 progress(str(rel), done, total)
+
+    def node_handles(self, label: Label) -> dict[str, int]:
+        """Internal node id by key of every `label` node (for `write_new_relationships`)."""
+        with self._quiet_session() as session:
+            return self._handles(session, label, {})
+
+    def write_new_relationships(
+        self, rel: Rel, batches: Iterable[tuple[list, int]], total: int, progress: Progress | None
+    ) -> None:
+        """Bulk path for a type with no relationships yet: batches of rows grouped by source as
+        `rel_batch_query(rel, fresh=True)` takes them (internal node ids, `node_handles`), each
+        with its relationship count; rows must be distinct (CREATE, no check)."""
+        with self._quiet_session() as session:
+            if self._rel_count(session, rel):
+                raise StoreError(f"{rel} relationships exist already: the bulk path creates only")
+            self._send(session, rel, True, batches, total, progress)
 
     @staticmethod
     def _handles(
