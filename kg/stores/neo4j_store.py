@@ -471,18 +471,18 @@ class Neo4jStore(Store):
         return {rel: sorted(ids) for rel, ids in found.items()}
 
     def get_products(self, ids: Iterable[str]) -> dict[str, Product]:
+        # Pattern comprehensions, not OPTIONAL MATCH + collect: rows stream out with no
+        # aggregation held in the server's heap (a model load asks for every product).
         rows = self._read(
             _q(
                 "UNWIND $ids AS id MATCH (p:Product {id: id}) "
-                "OPTIONAL MATCH (p)-[:MADE_BY]->(b:Brand) "
-                "OPTIONAL MATCH (p)-[:IN_CATEGORY]->(c:Category) "
                 "RETURN p.id, p.title, p.description, p.price, p.in_catalogue, "
-                "collect(DISTINCT b.id), collect(DISTINCT c.id)"
+                "[(p)-[:MADE_BY]->(b:Brand) | b.id], [(p)-[:IN_CATEGORY]->(c:Category) | c.id]"
             ),
             ids=list(ids),
         )
         return {
-            pid: Product(pid, title, desc, min(brands, default=None), sorted(cats), price, inc)
+            pid: Product(pid, title, desc, min(brands, default=None), sorted(set(cats)), price, inc)
             for pid, title, desc, price, inc, brands, cats in rows
         }
 
