@@ -4,8 +4,10 @@
 
 Per size: generate (`benchmarks/synth_catalogue.py`) → `kgrec build` into Neo4j
 (relationships/s) → export to HeteroData (s) → one training epoch (`kgrec train --task related
---relation also_bought --epochs 1 --max-minutes M`: time, peak RSS) → ANN index build, reload
-from disk, `related` p50/p99 in process and recall@10 against the exact scan. Every step runs
+--relation also_bought --epochs 1 --max-minutes M`: time, peak RSS) → two starts as `kgrec
+serve` loads (the first builds what is then saved: product vectors above 50k products, the ANN
+index; the second is timed as "serve ready"), `related` p50/p99 in process and recall@10
+against the exact scan. Every step runs
 in its own process (through the public CLI or APIs), measured by /usr/bin/time for peak RSS.
 Writes `benchmarks/results/scale.json` with the targets of issue 13 beside each measurement.
 
@@ -165,8 +167,10 @@ def step_export(store: str | None) -> dict:
 
 
 def step_serve(checkpoint: str, store: str | None) -> dict:
-    """Load the model as `kgrec serve` does, build the ANN index (saved next to the checkpoint),
-    reload it from disk, then time `related` and measure its recall against the exact scan."""
+    """Start as `kgrec serve` does, twice: the first start rebuilds the model over the graph
+    (large catalogues then save their product vectors) and builds the ANN index (saved next to
+    the checkpoint); the second is a server's usual start: vectors and index from disk. Then
+    time `related` and measure its recall against the exact scan."""
     import numpy as np
     import torch
 
@@ -174,12 +178,17 @@ def step_serve(checkpoint: str, store: str | None) -> dict:
     from fusion.serving.recommender import Recommender
 
     start = time.perf_counter()
+    with Recommender.load(checkpoint, store) as first:
+        first_load_s = time.perf_counter() - start
+        torch.set_num_threads(os.cpu_count() or 1)
+        start = time.perf_counter()
+        load_or_build(checkpoint, first.vectors, first.product_ids)  # builds unless saved
+        build_s = time.perf_counter() - start
+    del first
+    start = time.perf_counter()
     rec = Recommender.load(checkpoint, store)
     model_load_s = time.perf_counter() - start
     torch.set_num_threads(1)
-    start = time.perf_counter()
-    load_or_build(checkpoint, rec.vectors, rec.product_ids)  # builds unless already saved
-    build_s = time.perf_counter() - start
     start = time.perf_counter()
     index = AnnIndex.load(checkpoint, rec.vectors, rec.product_ids)
     index_load_s = time.perf_counter() - start
@@ -199,8 +208,10 @@ def step_serve(checkpoint: str, store: str | None) -> dict:
     return {
         "products_in_model": len(rec.product_ids),
         "dim": rec.vectors.shape[1],
-        "model_load_s": round(model_load_s, 1),
+        "first_load_s": round(first_load_s, 1),
         "ann_build_s": round(build_s, 1),
+        "model_load_s": round(model_load_s, 1),
+        "saved_vectors": type(rec.model).__name__ == "SavedVectorsQueryModel",
         "ann_load_s": round(index_load_s, 2),
         "serve_ready_s": round(model_load_s + index_load_s, 1),
         "related_p50_ms": round(float(np.percentile(times, 50)) * 1e3, 3),

@@ -84,8 +84,30 @@ def _lazy_batches(src: np.ndarray, dst: np.ndarray, size: int) -> Iterator:
         yield from _batches(src[lo:hi], dst[lo:hi].tolist(), size)
 
 
-def load(directory: Path, store: Neo4jStore, progress: Progress | None = None) -> None:
+def load(
+    directory: Path,
+    store: Neo4jStore,
+    progress: Progress | None = None,
+    parts: tuple[str, ...] = ("nodes", *map(str, RELATION_FILES), "INTERACTED"),
+) -> None:
+    """Write `parts` of the catalogue: "nodes" (with MADE_BY and IN_CATEGORY), product relation
+    types, "INTERACTED"; parts written by separate processes at once go in parallel."""
     directory = Path(directory)
+    if "nodes" in parts:
+        _write_nodes(directory, store, progress)
+    asins = _lines(directory / "product.txt")
+    product_handles = store.node_handles(Label.PRODUCT)
+    handles = np.array([product_handles[a] for a in asins], dtype=np.int64)
+    del product_handles
+    for rel, name in RELATION_FILES.items():
+        if rel in parts:
+            batches, total = _links(directory / name, handles, store.rel_batch_size)
+            store.write_new_relationships(rel, batches, total, progress)
+    if Rel.INTERACTED in parts:
+        _write_events(directory, store, handles, progress)
+
+
+def _write_nodes(directory: Path, store: Neo4jStore, progress: Progress | None) -> None:
     asins = _lines(directory / "product.txt")
     title_ids = json.loads((directory / "title_item_id_to_int.json").read_text())
     to_asin = {v: k for k, v in title_ids.items()}
@@ -115,14 +137,6 @@ def load(directory: Path, store: Neo4jStore, progress: Progress | None = None) -
         edges={Rel.MADE_BY: sorted(made_by), Rel.IN_CATEGORY: sorted(in_category)},
     )
     store.write_snapshot(nodes, progress)
-    del nodes, made_by, in_category
-    product_handles = store.node_handles(Label.PRODUCT)
-    handles = np.array([product_handles[a] for a in asins], dtype=np.int64)
-    del product_handles
-    for rel, name in RELATION_FILES.items():
-        batches, total = _links(directory / name, handles, store.rel_batch_size)
-        store.write_new_relationships(rel, batches, total, progress)
-    _write_events(directory, store, handles, progress)
 
 
 def _write_events(

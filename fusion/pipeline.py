@@ -8,15 +8,12 @@ Everything here composes the packages; none of the modelling lives here.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.data import HeteroData
 
 from fusion.config import Progress, TrainConfig, TrainOptions
 from fusion.data.graph import (
@@ -41,15 +38,12 @@ from fusion.model.checkpoint import (
 )
 from fusion.model.fused import FusedModel
 from fusion.model.sasrec import SASRecScorer
-from fusion.serving.ann import load_or_build
-from fusion.serving.query_model import save_product_vectors
 from fusion.training import distributed
 from fusion.training.callbacks import Callback
 from fusion.training.device import resolve_device
 from fusion.training.loop import fit, seed_everything
 from fusion.training.result import TrainResult
 from fusion.training.tasks import attach_histories
-from kg.stores import open_store
 from text_encoder.model import resolve_model
 
 log = logging.getLogger(__name__)
@@ -90,8 +84,6 @@ def _train(
         trained = read_trained(options.warm_start)
         if trained is None:
             log.info(f"{options.warm_start} records no training pairs: all targets count as new")
-    with open_store(store_uri) as graph_store:  # before reading: a write meanwhile makes it stale
-        version = graph_store.version()
     data = load_graph(store_uri, options.task, options.relation)
     split = make_split(data, options.task, options.relation, trained)
     template = text_template(options.text_fields)
@@ -123,20 +115,7 @@ def _train(
         store = store_uri or "the local Neo4j server"  # what None means, for the model card
         pairs = trained_pairs(split)
         save_checkpoint(model, data, out, metrics, pairs, result.optimizer_state, store)
-        write_serving_files(out, data, text, version)
     return model, result, split
-
-
-def write_serving_files(
-    out: str | Path, data: HeteroData, text: Tensor, version: str | None
-) -> None:
-    """For a large catalogue, what `kgrec serve` would otherwise compute at every start: the
-    product vectors over the training graph and their ANN index, next to the checkpoint."""
-    start = time.perf_counter()
-    vectors = save_product_vectors(out, data, text, version)
-    if vectors is not None:
-        load_or_build(out, F.normalize(vectors, dim=-1), list(data["product"].node_id))
-        log.info("serving files written in %.0f s", time.perf_counter() - start)
 
 
 def check_options(options: TrainOptions) -> None:

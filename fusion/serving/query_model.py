@@ -4,10 +4,10 @@ The model is rebuilt on today's graph, not the training one: products, brands an
 added since training get fused vectors through the inductive path (their text, brand, category
 and neighbours) with no training step; known ones keep their learned id rows.
 
-Large catalogues skip that rebuild at load: training writes the product vectors the rebuild
-would give (`save_product_vectors`, with the store's version), and while the store is unchanged
-a server reads them from disk; the full model is then loaded on the first query that needs it
-(a user, a text, a product added since).
+Large catalogues pay for that rebuild once: the first load (`kgrec publish`, the first
+`kgrec serve`) saves the product vectors next to the checkpoint with the store's version, and
+while the store is unchanged later loads read them from disk; the full model is then loaded on
+the first query that needs it (a user, a text, a product added since).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from text_encoder import TextEncoder
 log = logging.getLogger(__name__)
 
 VECTORS_FILE = "product_vectors.safetensors"
-# Catalogues above this size get their product vectors written at training (the size above
+# Catalogues above this size keep their product vectors next to the checkpoint (the size above
 # which serving answers related items through an ANN index); smaller ones rebuild in seconds.
 SAVED_VECTORS_MIN_PRODUCTS = 50_000
 
@@ -107,23 +107,14 @@ class SavedVectorsQueryModel:
         return self._loaded().text_to_vectors(texts)
 
 
-def save_product_vectors(
-    checkpoint_dir: str | Path, graph: HeteroData, text: Tensor, store_version: str | None
-) -> Tensor | None:
-    """Write the product vectors a server would compute for this checkpoint over `graph` (the
-    store's graph at `store_version`), for catalogues above SAVED_VECTORS_MIN_PRODUCTS: the
-    vectors, or None when not written (small catalogue, or a store that cannot tell its
-    version)."""
-    if graph["product"].num_nodes <= SAVED_VECTORS_MIN_PRODUCTS or store_version is None:
-        return None
-    meta = read_meta(checkpoint_dir)
-    model = load_checkpoint(checkpoint_dir, graph, text, meta["text_model"], allow_new_nodes=True)
-    vectors = FusedQueryModel(model, graph, encoder=None).vectors.float().contiguous()
-    path = Path(checkpoint_dir) / VECTORS_FILE
+def _save_vectors(checkpoint_dir: Path, vectors: Tensor, store_version: str) -> None:
+    path = checkpoint_dir / VECTORS_FILE
     tmp = path.with_name(f".{VECTORS_FILE}.tmp")
-    save_file({"vectors": vectors}, tmp, {"store_version": store_version})
-    tmp.replace(path)
-    return vectors
+    try:
+        save_file({"vectors": vectors.float().contiguous()}, tmp, {"store_version": store_version})
+        tmp.replace(path)
+    except OSError as exc:  # a read-only checkpoint: the next start rebuilds
+        log.warning("product vectors not saved in %s (%s)", checkpoint_dir, exc)
 
 
 def _saved_vectors(checkpoint_dir: Path, store: Store) -> Tensor | None:
@@ -146,7 +137,11 @@ def load_query_model(
     its saved product vectors while they are current, else rebuilt."""
     vectors = _saved_vectors(Path(checkpoint_dir), store)
     if vectors is None:
-        return _full_query_model(checkpoint_dir, store)
+        version = store.version()  # before the graph is read: a write meanwhile makes it stale
+        model = _full_query_model(checkpoint_dir, store)
+        if len(model.product_ids) > SAVED_VECTORS_MIN_PRODUCTS and version is not None:
+            _save_vectors(Path(checkpoint_dir), model.vectors, version)
+        return model
     ids = json.loads((Path(checkpoint_dir) / ID_MAPS).read_text(encoding="utf-8"))
     return SavedVectorsQueryModel(vectors, ids, lambda: _full_query_model(checkpoint_dir, store))
 
