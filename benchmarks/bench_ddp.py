@@ -1,8 +1,10 @@
 """Data-parallel training throughput: `kgrec train --nproc 2` against one process on the same
-graph (Amazon Beauty 2014, its 12k products: external references dropped; embedded store), the
-same options and seed.
+graph (default Amazon Beauty 2014, its 12k products: external references dropped; `--catalogue`
+for another), in an embedded store, the same options and seed.
 
     nice -n 10 python benchmarks/bench_ddp.py [--epochs 1] [--out benchmarks/results/ddp.json]
+    nice -n 10 python benchmarks/bench_ddp.py --catalogue DATA/amazon-magazine-2018/\
+meta_Magazine_Subscriptions.json.gz --interactions DATA/amazon-magazine-2018/ratings.csv.gz
 
 Reports, per process count, the best validation metric, the training targets per epoch, the
 seconds per epoch (training steps and the validation pass, from the checkpoint's history) and
@@ -62,18 +64,24 @@ def train(store: str, nproc: int, epochs: int, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--catalogue", type=Path, default=BEAUTY)
+    parser.add_argument("--interactions", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "ddp")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     store = f"embedded:{args.work / 'graph'}"
     if not (args.work / "graph").exists():
-        build = kgrec("build", "--catalogue", str(BEAUTY), "--external", "drop", "--store", store)
-        subprocess.run([*build, "--rejects", str(args.work / "rejects.jsonl")], check=True)
+        build = kgrec("build", "--catalogue", str(args.catalogue), "--external", "drop")
+        if args.interactions:
+            build += ["--interactions", str(args.interactions)]
+        rejects = ["--rejects", str(args.work / "rejects.jsonl")]
+        subprocess.run([*build, "--store", store, *rejects], check=True)
     runs = {n: train(store, n, args.epochs, args.work / f"model-{n}") for n in (1, 2)}
     one, two = runs[1], runs[2]
     report = {
-        "what": "kgrec train --nproc 2 vs 1 on Amazon Beauty (related, also_bought), same seed",
+        "what": "kgrec train --nproc 2 vs 1 (related, also_bought), same seed, same graph",
+        "catalogue": str(args.catalogue),
         "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
         "runs": {str(n): run for n, run in runs.items()},
