@@ -9,10 +9,10 @@ meta_Magazine_Subscriptions.json.gz --interactions DATA/amazon-magazine-2018/rat
 Reports, per process count, the best validation metric, the training targets per epoch, the
 seconds per epoch (training steps and the validation pass, from the checkpoint's history) and
 targets/s; then the throughput ratio (2 processes / 1) and whether the metrics agree within the
-tolerance of the CI test (tests/fusion/training/test_cli_training.py: 0.02 absolute). On a
-2-core machine two processes each get one core for torch, against two for the single process:
-the ratio measures the data-parallel overhead (gradient all-reduce over gloo, two graph copies),
-not a speed-up one could get from more cores.
+tolerance of the CI test (tests/fusion/training/test_cli_training.py: 0.02 absolute). The ratio
+depends on torch threads per process (`OMP_NUM_THREADS`, recorded): with one thread each, two
+processes use the two cores one process leaves half idle, minus the data-parallel overhead
+(gradient all-reduce over gloo, a graph copy per process).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def main() -> None:
         "what": "kgrec train --nproc 2 vs 1 (related, also_bought), same seed, same graph",
         "catalogue": str(args.catalogue),
         "cpus": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average_at_end": os.getloadavg(),
         "runs": {str(n): run for n, run in runs.items()},
         "throughput_ratio_2_vs_1": round(two["targets_per_s"] / one["targets_per_s"], 3),
