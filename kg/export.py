@@ -8,7 +8,6 @@ every edge type has its reverse `rev_<rel>` with the same attributes.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.data.storage import EdgeStorage
 
 from kg.schema import REL_ENDPOINTS, Label, Rel
-from kg.stores.base import EDGE_RELS, Snapshot, Store
+from kg.stores.base import EDGE_RELS, GraphColumns, Snapshot, Store
 
 # Code of each interaction kind in the `kind` edge attribute (index in this tuple).
 INTERACTION_KINDS: tuple[str, ...] = ("rating", "review", "view", "cart", "purchase", "sequence")
@@ -33,78 +32,82 @@ def edge_type(rel: Rel) -> tuple[str, str, str]:
 
 
 def to_heterodata(source: Store | Snapshot) -> HeteroData:
-    snap = source if isinstance(source, Snapshot) else source.snapshot()
+    """The graph of a store (through its `columns()`: a Neo4j store streams them) or of a
+    snapshot."""
+    cols = GraphColumns.from_snapshot(source) if isinstance(source, Snapshot) else source.columns()
     data = HeteroData()
-    ids = {
-        Label.PRODUCT: [p.id for p in snap.products],
-        Label.BRAND: snap.brands,
-        Label.CATEGORY: [c for c, _ in snap.categories],
-        Label.USER: snap.users,
-    }
-    for label, node_ids in ids.items():
+    for label, node_ids in cols.ids.items():
         store = data[node_type(label)]
-        store.node_id = list(node_ids)
+        store.node_id = node_ids
         store.num_nodes = len(node_ids)
-    index = {label: {node: i for i, node in enumerate(node_ids)} for label, node_ids in ids.items()}
 
     product = data[node_type(Label.PRODUCT)]
-    product.in_catalogue = torch.tensor([p.in_catalogue for p in snap.products], dtype=torch.bool)
-    product.price = _floats([p.price for p in snap.products])
-    product.text_fields = _text_fields(snap)
-    data[node_type(Label.CATEGORY)].name = [name for _, name in snap.categories]
+    product.in_catalogue = torch.tensor([p.in_catalogue for p in cols.products], dtype=torch.bool)
+    product.price = _floats(np.array([p.price for p in cols.products], dtype=np.float64))
+    data[node_type(Label.CATEGORY)].name = cols.category_names
 
     for rel in EDGE_RELS:
-        _add_edges(data, rel, index, snap.edges.get(rel, []), {})
-    rows = snap.interactions
+        _add_edges(data, rel, *cols.edges[rel], {})
+    product.text_fields = _text_fields(data, cols)
+    events = cols.events
+    kinds = {kind: code for code, kind in enumerate(INTERACTION_KINDS)}
     try:
-        kinds = [INTERACTION_KINDS.index(r.kind) for r in rows]
-    except ValueError as exc:
-        raise ValueError(f"unknown interaction kind; known: {INTERACTION_KINDS}") from exc
-    sessions = {s: i for i, s in enumerate(sorted({r.session for r in rows} - {None}))}
+        kind = np.fromiter((kinds[k] for k in events["kind"]), np.int64, len(events["kind"]))
+    except KeyError as exc:
+        raise ValueError(f"unknown interaction kind {exc}; known: {INTERACTION_KINDS}") from exc
+    sessions = {s: i for i, s in enumerate(sorted(set(events["session"]) - {None}))}
+    session = [sessions.get(s, -1) for s in events["session"]]
+    # Events of a pair in the snapshot's order (`InteractionRow.sort_key`): by time, unknown
+    # last, then key; the stable sort by (src, dst) in `_set_sorted` keeps it.
+    users, items = cols.edges[Rel.INTERACTED]
+    ts = events["ts"]
+    order = np.lexsort((np.array(events["key"]), np.nan_to_num(ts), np.isnan(ts), items, users))
     attrs = {
-        "rating": _floats([r.rating for r in rows]),
-        "ts": _floats([r.ts for r in rows]),
-        "kind": torch.tensor(kinds, dtype=torch.long),
-        "price": _floats([r.price for r in rows]),
-        "session": torch.tensor([sessions.get(r.session, -1) for r in rows], dtype=torch.long),
+        "rating": _floats(events["rating"][order]),
+        "ts": _floats(ts[order]),
+        "kind": torch.from_numpy(kind[order]),
+        "price": _floats(events["price"][order]),
+        "session": torch.tensor(session, dtype=torch.long)[torch.from_numpy(order)],
     }
-    _add_edges(data, Rel.INTERACTED, index, [(r.user, r.product) for r in rows], attrs)
+    _add_edges(data, Rel.INTERACTED, users[order], items[order], attrs)
     return data
 
 
-def _floats(values: list[float | None]) -> torch.Tensor:
-    return torch.tensor([math.nan if v is None else v for v in values], dtype=torch.float)
+def _floats(values: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(values.astype(np.float32))
 
 
-def _text_fields(snap: Snapshot) -> list[dict]:
-    brand: dict[str, str] = {}
-    for pid, b in snap.edges.get(Rel.MADE_BY, []):
-        brand.setdefault(pid, b)  # pairs are sorted, so the first brand is the smallest
-    categories: dict[str, list[str]] = {}
-    for pid, c in snap.edges.get(Rel.IN_CATEGORY, []):
-        categories.setdefault(pid, []).append(c)
+def _text_fields(data: HeteroData, cols: GraphColumns) -> list[dict]:
+    """Per product: title, description, its smallest brand id and its categories in id order
+    (read from the sorted MADE_BY and IN_CATEGORY edges)."""
+    brands, categories = cols.ids[Label.BRAND], cols.ids[Label.CATEGORY]
+    products = cols.products
+    brand: list[str | None] = [None] * len(products)
+    made_by = data[edge_type(Rel.MADE_BY)].edge_index
+    for pid, b in zip(reversed(made_by[0].tolist()), reversed(made_by[1].tolist()), strict=True):
+        brand[pid] = brands[b]  # reversed: the smallest brand is written last
+    in_category = data[edge_type(Rel.IN_CATEGORY)].edge_index
+    product_categories: list[list[str]] = [[] for _ in products]
+    for pid, c in zip(in_category[0].tolist(), in_category[1].tolist(), strict=True):
+        product_categories[pid].append(categories[c])
     return [
         {
             "title": p.title,
             "description": p.description,
-            "brand": brand.get(p.id),
-            "categories": categories.get(p.id, []),
+            "brand": brand[i],
+            "categories": product_categories[i],
         }
-        for p in snap.products
+        for i, p in enumerate(products)
     ]
 
 
 def _add_edges(
     data: HeteroData,
     rel: Rel,
-    index: dict[Label, dict[str, int]],
-    pairs: list[tuple[str, str]],
+    src: np.ndarray,
+    dst: np.ndarray,
     attrs: dict[str, torch.Tensor],
 ) -> None:
-    src_label, dst_label = REL_ENDPOINTS[rel]
-    src_index, dst_index = index[src_label], index[dst_label]
-    src = np.fromiter((src_index[s] for s, _ in pairs), dtype=np.int64, count=len(pairs))
-    dst = np.fromiter((dst_index[d] for _, d in pairs), dtype=np.int64, count=len(pairs))
     s, r, d = edge_type(rel)
     _set_sorted(data[s, r, d], src, dst, attrs)
     _set_sorted(data[d, f"rev_{r}", s], dst, src, attrs)

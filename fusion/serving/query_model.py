@@ -3,15 +3,24 @@
 The model is rebuilt on today's graph, not the training one: products, brands and categories
 added since training get fused vectors through the inductive path (their text, brand, category
 and neighbours) with no training step; known ones keep their learned id rows.
+
+Large catalogues pay for that rebuild once: the first load (`kgrec publish`, the first
+`kgrec serve`) saves the product vectors next to the checkpoint with the store's version, and
+while the store is unchanged later loads read them from disk; the full model is then loaded on
+the first query that needs it (a user, a text, a product added since).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
@@ -19,18 +28,25 @@ from fusion.data.graph import encode_graph_text, graph_of, side_information_of, 
 from fusion.data.histories import history_matrix
 from fusion.data.sideinfo import with_side_information
 from fusion.data.splits import user_histories
-from fusion.model.checkpoint import load_checkpoint, read_meta
+from fusion.model.checkpoint import ID_MAPS, load_checkpoint, read_meta
 from fusion.model.fused import FusedModel
 from fusion.model.ranking import RankModel
 from kg.stores import Store
 from text_encoder import TextEncoder
+
+log = logging.getLogger(__name__)
+
+VECTORS_FILE = "product_vectors.safetensors"
+# Catalogues above this size keep their product vectors next to the checkpoint (the size above
+# which serving answers related items through an ANN index); smaller ones rebuild in seconds.
+SAVED_VECTORS_MIN_PRODUCTS = 50_000
 
 
 class FusedQueryModel:
     """Related items rank by the cosine of one vector per product: for a related-items model
     ``[√scale·text, fused]``, whose dot product is the model's own score."""
 
-    def __init__(self, model: FusedModel, graph: HeteroData, encoder: TextEncoder) -> None:
+    def __init__(self, model: FusedModel, graph: HeteroData, encoder: TextEncoder | None) -> None:
         self.model, self.encoder = model, encoder
         self.product_ids = list(graph["product"].node_id)
         self.user_ids = list(graph["user"].node_id)
@@ -81,12 +97,78 @@ class FusedQueryModel:
 
     @torch.no_grad()
     def text_to_vectors(self, texts: list[str]) -> Tensor:
+        if self.encoder is None:
+            raise RuntimeError("this query model was built without a text encoder")
         text = self.encoder.encode(texts, progress=False)
         return self._vectors(text, self.model.embed_text_only(text))
 
 
-def load_query_model(checkpoint_dir: str | Path, store: Store) -> FusedQueryModel:
-    """The checkpoint over `store`'s current graph (new nodes allowed), ready to answer."""
+class SavedVectorsQueryModel:
+    """Product vectors read from a checkpoint's `VECTORS_FILE`; anything else (users, texts)
+    loads the full model on first use."""
+
+    def __init__(
+        self, vectors: Tensor, ids: dict[str, list[str]], full: Callable[[], FusedQueryModel]
+    ) -> None:
+        self.vectors, self._full, self._model = vectors, full, None
+        self.product_ids, self.user_ids = ids["product"], ids["user"]
+
+    def product_vectors(self) -> Tensor:
+        return self.vectors
+
+    def _loaded(self) -> FusedQueryModel:
+        if self._model is None:
+            log.info("loading the full model (a query needs more than the saved vectors)")
+            self._model = self._full()
+        return self._model
+
+    def user_scores(self, user_idx: Tensor) -> Tensor:
+        return self._loaded().user_scores(user_idx)
+
+    def text_to_vectors(self, texts: list[str]) -> Tensor:
+        return self._loaded().text_to_vectors(texts)
+
+
+def _save_vectors(checkpoint_dir: Path, vectors: Tensor, store_version: str) -> None:
+    path = checkpoint_dir / VECTORS_FILE
+    tmp = path.with_name(f".{VECTORS_FILE}.tmp")
+    try:
+        save_file({"vectors": vectors.float().contiguous()}, tmp, {"store_version": store_version})
+        tmp.replace(path)
+    except OSError as exc:  # a read-only checkpoint: the next start rebuilds
+        log.warning("product vectors not saved in %s (%s)", checkpoint_dir, exc)
+
+
+def _saved_vectors(checkpoint_dir: Path, store: Store) -> Tensor | None:
+    """The saved product vectors when the store is still at the version they were written for."""
+    path = checkpoint_dir / VECTORS_FILE
+    if not path.is_file():
+        return None
+    with safe_open(path, "pt") as f:
+        saved_at = (f.metadata() or {}).get("store_version")
+        if saved_at is None or saved_at != store.version():
+            log.info("%s: the store changed since it was written; recomputing", path)
+            return None
+        return f.get_tensor("vectors")
+
+
+def load_query_model(
+    checkpoint_dir: str | Path, store: Store
+) -> FusedQueryModel | SavedVectorsQueryModel:
+    """The checkpoint over `store`'s current graph (new nodes allowed), ready to answer: from
+    its saved product vectors while they are current, else rebuilt."""
+    vectors = _saved_vectors(Path(checkpoint_dir), store)
+    if vectors is None:
+        version = store.version()  # before the graph is read: a write meanwhile makes it stale
+        model = _full_query_model(checkpoint_dir, store)
+        if len(model.product_ids) > SAVED_VECTORS_MIN_PRODUCTS and version is not None:
+            _save_vectors(Path(checkpoint_dir), model.vectors, version)
+        return model
+    ids = json.loads((Path(checkpoint_dir) / ID_MAPS).read_text(encoding="utf-8"))
+    return SavedVectorsQueryModel(vectors, ids, lambda: _full_query_model(checkpoint_dir, store))
+
+
+def _full_query_model(checkpoint_dir: str | Path, store: Store) -> FusedQueryModel:
     meta = read_meta(checkpoint_dir)
     side = side_information_of(meta)
     keep = (meta["metrics"].get("relation"),) if meta["config"]["task"] == "related" else ()

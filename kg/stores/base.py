@@ -8,10 +8,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from kg.errors import KgrecError
-from kg.schema import Catalogue, Label, Product, Rel
+from kg.schema import REL_ENDPOINTS, Catalogue, Label, Product, Rel
 
 # Called as progress(step, done, total) while a write runs; step is a label or relationship name.
 Progress = Callable[[str, int, int], None]
@@ -143,6 +145,63 @@ class Snapshot:
         return counts_dict(nodes, rels)
 
 
+@dataclass
+class GraphColumns:
+    """A whole graph as columns, what export assembles `HeteroData` from: node ids per label in
+    id order, product and category attributes in that order, and every relationship type
+    (INTERACTED included) as two int64 arrays indexing those ids, in any order. `events` holds
+    the INTERACTED attributes aligned with its arrays: "rating", "ts", "price" (float64, NaN
+    for none), "kind", "session", "key" (lists)."""
+
+    ids: dict[Label, list[str]]
+    products: list[ProductRow]
+    category_names: list[str]
+    edges: dict[Rel, tuple[np.ndarray, np.ndarray]]
+    events: dict[str, Any]
+
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot) -> GraphColumns:
+        ids = {
+            Label.PRODUCT: [p.id for p in snap.products],
+            Label.BRAND: list(snap.brands),
+            Label.CATEGORY: [c for c, _ in snap.categories],
+            Label.USER: list(snap.users),
+        }
+        index = {label: {node: i for i, node in enumerate(nodes)} for label, nodes in ids.items()}
+
+        def arrays(rel: Rel, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+            src, dst = (index[label] for label in REL_ENDPOINTS[rel])
+            count = len(pairs)
+            return (
+                np.fromiter((src[s] for s, _ in pairs), dtype=np.int64, count=count),
+                np.fromiter((dst[d] for _, d in pairs), dtype=np.int64, count=count),
+            )
+
+        edges = {rel: arrays(rel, snap.edges.get(rel, [])) for rel in EDGE_RELS}
+        rows = snap.interactions
+        edges[Rel.INTERACTED] = arrays(Rel.INTERACTED, [(r.user, r.product) for r in rows])
+        floats = {name: _nan_floats([getattr(r, name) for r in rows]) for name in FLOAT_EVENT_PROPS}
+        return cls(
+            ids=ids,
+            products=snap.products,
+            category_names=[name for _, name in snap.categories],
+            edges=edges,
+            events={
+                **floats,
+                "kind": [r.kind for r in rows],
+                "session": [r.session for r in rows],
+                "key": [r.key for r in rows],
+            },
+        )
+
+
+FLOAT_EVENT_PROPS = ("rating", "ts", "price")
+
+
+def _nan_floats(values: list[float | None]) -> np.ndarray:
+    return np.array(values, dtype=np.float64).reshape(len(values))  # None → NaN
+
+
 def counts_dict(nodes: dict[Label, int], rels: dict[Rel, int]) -> dict[str, dict[str, int]]:
     """The `Store.counts()` shape, with every label and relationship type present."""
     return {
@@ -187,6 +246,10 @@ class Store(ABC):
 
     @abstractmethod
     def snapshot(self) -> Snapshot: ...
+
+    def columns(self) -> GraphColumns:
+        """The graph as columns, for export (backends may stream them without a snapshot)."""
+        return GraphColumns.from_snapshot(self.snapshot())
 
     @abstractmethod
     def neighbours(self, product_id: str) -> dict[str, list[str]]:

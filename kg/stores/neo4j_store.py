@@ -7,8 +7,9 @@ seeks and the parameter size. Every INTERACTED relationship is one event, identi
 exact duplicates are stored once and every other event is kept.
 
 A relationship type with no relationships yet is written with CREATE instead of MERGE (no
-existence check per row): still idempotent, because any later run, including one after a killed
-build, finds the type non-empty and takes the MERGE path.
+existence check per row), its endpoints found by internal node id (read once per label) rather
+than by key: still idempotent, because any later run, including one after a killed build, finds
+the type non-empty and takes the MERGE path.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from itertools import starmap
 from typing import Any, LiteralString, TypeVar, cast
 
 import neo4j
+import numpy as np
 from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable
 
 from kg.schema import KEY, PRODUCT_RELATIONS, REL_ENDPOINTS, Label, Product, Rel
 from kg.stores.base import (
     EDGE_RELS,
+    FLOAT_EVENT_PROPS,
+    GraphColumns,
     InteractionRow,
     ProductRow,
     Progress,
@@ -54,6 +58,10 @@ _NODE_WRITES: dict[Label, str] = {
     Label.USER: "UNWIND $rows AS id MERGE (:User {id: id})",
 }
 _PRODUCT_REL_TYPES = "|".join(PRODUCT_RELATIONS)
+_PRODUCT_ROWS = (
+    "MATCH (n:Product) RETURN collect([n.id, n.title, n.description, n.price, n.in_catalogue])"
+)
+_CATEGORY_ROWS = "MATCH (n:Category) RETURN collect([n.id, n.name])"
 
 
 def _q(text: str) -> LiteralString:
@@ -73,15 +81,20 @@ def rel_write_query(rel: Rel) -> LiteralString:
 
 def rel_batch_query(rel: Rel, fresh: bool) -> LiteralString:
     """Write grouped rows (src, [dst, ...]), or (user, [[product, *EVENT_PROPS], ...]) for
-    INTERACTED; `fresh` (the type has no relationships yet) uses CREATE, else MERGE."""
+    INTERACTED. `fresh` (the type has no relationships yet): endpoints are internal node ids
+    (`id(n)`, read just before; a seek by id costs less than an index lookup by key) and
+    relationships are CREATEd; else endpoints are keys and relationships MERGEd."""
     src, dst = REL_ENDPOINTS[rel]
+    if fresh:
+        query = "UNWIND $rows AS row MATCH (a) WHERE id(a) = row[0] UNWIND row[1] AS x "
+        if rel != Rel.INTERACTED:
+            return _q(query + f"MATCH (b) WHERE id(b) = x CREATE (a)-[:{rel}]->(b)")
+        query += "MATCH (b) WHERE id(b) = x[0] "
+        return _q(query + f"CREATE (a)-[r:{rel}]->(b) SET {_set_event(1, 'x')}")
     query = f"UNWIND $rows AS row MATCH (a:{src} {{id: row[0]}}) UNWIND row[1] AS x "
     if rel != Rel.INTERACTED:
-        verb = "CREATE" if fresh else "MERGE"
-        return _q(query + f"MATCH (b:{dst} {{id: x}}) {verb} (a)-[:{rel}]->(b)")
+        return _q(query + f"MATCH (b:{dst} {{id: x}}) MERGE (a)-[:{rel}]->(b)")
     query += f"MATCH (b:{dst} {{id: x[0]}}) "
-    if fresh:
-        return _q(query + f"CREATE (a)-[r:{rel}]->(b) SET {_set_event(1, 'x')}")
     # The key holds every field, so an event found by key already has these values.
     return _q(query + f"MERGE (a)-[r:{rel} {{key: x[6]}}]->(b) ON CREATE SET {_set_event(1, 'x')}")
 
@@ -210,11 +223,19 @@ class Neo4jStore(Store):
         ]
         events = ((r.user, r.key, [r.product, *r[2:]]) for r in snap.interactions)
         rels.append((Rel.INTERACTED, events))
-        with self.session() as session:
+        # id() is deprecated but stays the cheapest handle on a node (see rel_batch_query).
+        with self._quiet_session() as session:
             for step, query, rows in steps:
                 self._write_batches(session, str(step), query, rows, progress)
+            handles: dict[Label, dict[str, int]] = {}
             for rel, rel_rows in rels:
-                self._write_rels(session, rel, rel_rows, progress)
+                self._write_rels(session, rel, rel_rows, progress, handles)
+
+    def _quiet_session(self) -> neo4j.Session:
+        return self._driver.session(
+            database=self.database,
+            notifications_disabled_classifications=list(neo4j.NotificationDisabledClassification),
+        )
 
     def _write_rels(
         self,
@@ -222,19 +243,70 @@ class Neo4jStore(Store):
         rel: Rel,
         rows: Iterable[tuple[Any, Any, Any]],
         progress: Progress | None,
+        handles: dict[Label, dict[str, int]],
     ) -> None:
+        """`handles`: internal node ids by key per label, read once per build when needed."""
+        # Decided once per type: the batches below make it non-empty.
+        fresh = self._rel_count(session, rel) == 0
+        if fresh:
+            src, dst = (self._handles(session, label, handles) for label in REL_ENDPOINTS[rel])
+            if rel == Rel.INTERACTED:
+                rows = (
+                    (src[a], key, [dst[event[0]], *event[1:]])
+                    for a, key, event in rows
+                    if a in src and event[0] in dst
+                )
+            else:
+                rows = ((src[a], dst[b], dst[b]) for a, b, _ in rows if a in src and b in dst)
         groups = group_by_source(rows)
         total = sum(len(targets) for _, targets in groups)
+        self._send(session, rel, fresh, rel_batches(groups, self.rel_batch_size), total, progress)
+
+    def _send(
+        self,
+        session: neo4j.Session,
+        rel: Rel,
+        fresh: bool,
+        batches: Iterable[tuple[list, int]],
+        total: int,
+        progress: Progress | None,
+    ) -> None:
         if progress:
             progress(str(rel), 0, total)
-        # Decided once per type: the batches below make it non-empty.
-        query = rel_batch_query(rel, fresh=self._rel_count(session, rel) == 0)
+        query = rel_batch_query(rel, fresh)
         done = 0
-        for batch, count in rel_batches(groups, self.rel_batch_size):
+        for batch, count in batches:
             session.execute_write(_run, query, batch)
             done += count
             if progress:
                 progress(str(rel), done, total)
+
+    def node_handles(self, label: Label) -> dict[str, int]:
+        """Internal node id by key of every `label` node (for `write_new_relationships`)."""
+        with self._quiet_session() as session:
+            return self._handles(session, label, {})
+
+    def write_new_relationships(
+        self, rel: Rel, batches: Iterable[tuple[list, int]], total: int, progress: Progress | None
+    ) -> None:
+        """Bulk path for a type with no relationships yet: batches of rows grouped by source as
+        `rel_batch_query(rel, fresh=True)` takes them (internal node ids, `node_handles`), each
+        with its relationship count; rows must be distinct (CREATE, no check)."""
+        with self._quiet_session() as session:
+            if self._rel_count(session, rel):
+                raise StoreError(f"{rel} relationships exist already: the bulk path creates only")
+            self._send(session, rel, True, batches, total, progress)
+
+    @staticmethod
+    def _handles(
+        session: neo4j.Session, label: Label, handles: dict[Label, dict[str, int]]
+    ) -> dict[str, int]:
+        if label not in handles:
+            keys, found = session.run(
+                _q(f"MATCH (n:{label}) RETURN collect(n.{KEY}), collect(id(n))")
+            ).single(strict=True)
+            handles[label] = dict(zip(keys, found, strict=True))
+        return handles[label]
 
     @staticmethod
     def _rel_count(session: neo4j.Session, rel: Rel) -> int:
@@ -273,15 +345,9 @@ class Neo4jStore(Store):
         # full collection, which doubled the time.
         with _gc_paused():
             return Snapshot(
-                products=self._rows(
-                    ProductRow,
-                    "MATCH (n:Product) RETURN collect([n.id, n.title, n.description, n.price, "
-                    "n.in_catalogue])",
-                ),
+                products=self._rows(ProductRow, _PRODUCT_ROWS),
                 brands=sorted(self._collect("MATCH (n:Brand) RETURN collect(n.id)")),
-                categories=sorted(
-                    map(tuple, self._collect("MATCH (n:Category) RETURN collect([n.id, n.name])"))
-                ),
+                categories=sorted(map(tuple, self._collect(_CATEGORY_ROWS))),
                 users=sorted(self._collect("MATCH (n:User) RETURN collect(n.id)")),
                 edges={rel: self._pairs(rel) for rel in EDGE_RELS},
                 interactions=sorted(
@@ -295,6 +361,84 @@ class Neo4jStore(Store):
                     key=InteractionRow.sort_key,
                 ),
             )
+
+    def columns(self) -> GraphColumns:
+        """The graph streamed as columns: no Python object per relationship is kept. Nodes are
+        read with their internal ids, relationships as internal-id lists one chunk of source
+        nodes at a time, turned into index arrays through a lookup table."""
+        with _gc_paused(), self._quiet_session() as session:
+            internal: dict[Label, np.ndarray] = {}
+            ids: dict[Label, list[str]] = {}
+            for label in Label:
+                found, keys = session.run(
+                    _q(f"MATCH (n:{label}) RETURN collect(id(n)), collect(n.{KEY})")
+                ).single(strict=True)
+                order = sorted(range(len(keys)), key=keys.__getitem__)
+                ids[label] = [keys[i] for i in order]
+                internal[label] = np.asarray(found, dtype=np.int64).reshape(-1)[order]
+            top = max((int(a.max()) for a in internal.values() if a.size), default=0)
+            index = np.full(top + 1, -1, dtype=np.int64)
+            for nodes in internal.values():
+                index[nodes] = np.arange(len(nodes))
+            edges = {
+                rel: self._edge_columns(session, rel, internal[REL_ENDPOINTS[rel][0]], index)
+                for rel in EDGE_RELS
+            }
+            users, products, events = self._event_columns(session, internal[Label.USER], index)
+            edges[Rel.INTERACTED] = users, products
+            return GraphColumns(
+                ids=ids,
+                products=self._rows(ProductRow, _PRODUCT_ROWS),
+                category_names=[name for _, name in sorted(self._collect(_CATEGORY_ROWS))],
+                edges=edges,
+                events=events,
+            )
+
+    def _edge_columns(
+        self, session: neo4j.Session, rel: Rel, sources: np.ndarray, index: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        src, dst = REL_ENDPOINTS[rel]
+        query = _q(
+            f"UNWIND $ids AS i MATCH (a:{src}) WHERE id(a) = i "
+            f"MATCH (a)-[:{rel}]->(b:{dst}) RETURN collect(i), collect(id(b))"
+        )
+        parts = [
+            tuple(
+                np.asarray(column, dtype=np.int64)
+                for column in session.run(query, ids=chunk).single(strict=True)
+            )
+            for chunk in _chunks(sources)
+        ]
+        return _joined(parts, 0, index), _joined(parts, 1, index)
+
+    def _event_columns(
+        self, session: neo4j.Session, users: np.ndarray, index: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        query = _q(
+            f"UNWIND $ids AS i MATCH (a:{Label.USER}) WHERE id(a) = i "
+            f"MATCH (a)-[r:{Rel.INTERACTED}]->(b:{Label.PRODUCT}) "
+            "RETURN collect([i, id(b), r.rating, r.ts, r.price, r.kind, r.session, r.key])"
+        )
+        parts = []
+        events: dict[str, Any] = {name: [] for name in ("kind", "session", "key")}
+        for chunk in _chunks(users):
+            rows = session.run(query, ids=chunk).single(strict=True)[0]
+            if not rows:
+                continue
+            user, product, rating, ts, price, kind, session_id, key = zip(*rows, strict=True)
+            del rows
+            parts.append(
+                (
+                    np.array(user, dtype=np.int64),
+                    np.array(product, dtype=np.int64),
+                    *(np.array(v, dtype=np.float64) for v in (rating, ts, price)),
+                )
+            )
+            for name, values in zip(events, (kind, session_id, key), strict=True):
+                events[name].extend(values)
+        for column, name in enumerate(FLOAT_EVENT_PROPS, start=2):
+            events[name] = _joined(parts, column)
+        return _joined(parts, 0, index), _joined(parts, 1, index), events
 
     def _rows(self, row_type: Callable[..., T], query: str) -> list[T]:
         # Rows as lists, not columns: collect() drops nulls, which would misalign columns.
@@ -327,18 +471,18 @@ class Neo4jStore(Store):
         return {rel: sorted(ids) for rel, ids in found.items()}
 
     def get_products(self, ids: Iterable[str]) -> dict[str, Product]:
+        # Pattern comprehensions, not OPTIONAL MATCH + collect: rows stream out with no
+        # aggregation held in the server's heap (a model load asks for every product).
         rows = self._read(
             _q(
                 "UNWIND $ids AS id MATCH (p:Product {id: id}) "
-                "OPTIONAL MATCH (p)-[:MADE_BY]->(b:Brand) "
-                "OPTIONAL MATCH (p)-[:IN_CATEGORY]->(c:Category) "
                 "RETURN p.id, p.title, p.description, p.price, p.in_catalogue, "
-                "collect(DISTINCT b.id), collect(DISTINCT c.id)"
+                "[(p)-[:MADE_BY]->(b:Brand) | b.id], [(p)-[:IN_CATEGORY]->(c:Category) | c.id]"
             ),
             ids=list(ids),
         )
         return {
-            pid: Product(pid, title, desc, min(brands, default=None), sorted(cats), price, inc)
+            pid: Product(pid, title, desc, min(brands, default=None), sorted(set(cats)), price, inc)
             for pid, title, desc, price, inc, brands, cats in rows
         }
 
@@ -419,6 +563,23 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+EXPORT_CHUNK = 20_000  # source nodes per export query
+
+
+def _chunks(nodes: np.ndarray) -> Iterator[list[int]]:
+    for start in range(0, len(nodes), EXPORT_CHUNK):
+        yield nodes[start : start + EXPORT_CHUNK].tolist()
+
+
+def _joined(parts: list[tuple], column: int, index: np.ndarray | None = None) -> np.ndarray:
+    """Column `column` of every part as one array, through `index` (internal id → row) if
+    given."""
+    if not parts:
+        return np.zeros(0, np.float64 if index is None else np.int64)
+    joined = np.concatenate([p[column] for p in parts])
+    return joined if index is None else index[joined]
 
 
 def _plain(rows: Sequence[tuple]) -> list[tuple]:
