@@ -17,8 +17,9 @@ def explain(
     store: StoreUri = None,
     as_json: AsJson = False,
 ) -> None:
-    """Up to 3 paths between two products (direct links, a shared brand or category — smaller
-    first — or, where the graph has none, the words their texts share) and the Cypher query."""
+    """Up to 3 paths between two products (direct links, a shared brand, category or shopper —
+    smaller first —, else a chain of links; where the graph has none, the words their texts
+    share or the nearest category above both) and the Cypher query."""
     from kg.errors import NotFoundError
     from kg.paths import explain_cypher, kg_view
     from kg.stores import open_store
