@@ -140,16 +140,22 @@ def _specificity_catalogue() -> Catalogue:
     )
 
 
-@pytest.fixture(params=["embedded", "neo4j"])
-def specific(request, tmp_path) -> tuple[KGView, Catalogue]:
-    """The specificity catalogue in each kind of store, and the view over it."""
-    catalogue = _specificity_catalogue()
+def _store_for(request, tmp_path, catalogue: Catalogue):
+    """`catalogue` written into the store kind named by the fixture's parameter."""
     if request.param == "embedded":
         store = EmbeddedStore(tmp_path / "graph")
     else:
         s = request.getfixturevalue("neo4j_clean")
         store = Neo4jStore(s.uri, s.user, s.password)
     store.write(catalogue)
+    return store
+
+
+@pytest.fixture(params=["embedded", "neo4j"])
+def specific(request, tmp_path) -> tuple[KGView, Catalogue]:
+    """The specificity catalogue in each kind of store, and the view over it."""
+    catalogue = _specificity_catalogue()
+    store = _store_for(request, tmp_path, catalogue)
     yield kg_view(store), catalogue
     store.close()
 
@@ -180,12 +186,7 @@ def chained(request, tmp_path) -> KGView:
         products={p: Product(p, title=f"item {p}") for p in "ABCDEFG"},
         edges=[Edge(Rel(rel), src, dst) for rel, src, dst in links],
     )
-    if request.param == "embedded":
-        store = EmbeddedStore(tmp_path / "graph")
-    else:
-        s = request.getfixturevalue("neo4j_clean")
-        store = Neo4jStore(s.uri, s.user, s.password)
-    store.write(catalogue)
+    store = _store_for(request, tmp_path, catalogue)
     yield kg_view(store)
     store.close()
 
