@@ -140,9 +140,10 @@ def _fit(
         score = (
             validated(model, split, valid, metric, progress) if valid.numel() else -total / steps
         )
-        metrics = {"loss": total / steps, metric: score, "seconds": time.perf_counter() - start}
         # Steps taken of the epoch's total: an epoch cut short by the time cap is extrapolated.
-        history.append({"epoch": epoch, **metrics, "steps": steps, "epoch_steps": num_steps})
+        metrics = {"loss": total / steps, metric: score, "seconds": time.perf_counter() - start}
+        metrics |= {"steps": steps, "epoch_steps": num_steps}
+        history.append({"epoch": epoch, **metrics})
         log.info(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
         for callback in callbacks:
             callback.on_epoch_end(epoch, metrics)

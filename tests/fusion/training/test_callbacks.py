@@ -53,7 +53,7 @@ def test_csv_logger_writes_one_row_per_epoch(trained):
     result, _, path = trained
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "loss", result.metric, "seconds"]
+    assert list(rows[0]) == ["epoch", "loss", result.metric, "seconds", "steps", "epoch_steps"]
     # Floats are written in full (repr), so they read back exactly.
     assert [{k: float(v) for k, v in row.items()} for row in rows] == result.history
 
