@@ -159,7 +159,8 @@ class TrainOptions:
         unknown += [r for r in self.derive if r not in DERIVABLE]
         if unknown:
             raise InvalidArgumentError(
-                f"unknown relation(s) {unknown}: crawled ones are {', '.join(RELATIONS)}, "
+                f"--relations/--derive: unknown relation(s) {unknown}: crawled ones are "
+                f"{', '.join(RELATIONS)}, "
                 f"derived ones {', '.join(DERIVABLE)}"
             )
 
@@ -294,5 +295,5 @@ def _describe(exc: ValidationError, from_file: Mapping[str, Any], path: str | Pa
         if error["type"] == "unexpected_keyword_argument":
             problems.append(f"{where}unknown key {key!r} (known: {', '.join(option_names())})")
         else:
-            problems.append(f"{where}{key}: {message}")
+            problems.append(f"{where}{key}: {message}" if key else f"{where}{message}")
     return "; ".join(problems)

@@ -95,7 +95,8 @@ def test_the_model_serves_with_and_without_diversity(trained):
 
 def test_bad_values_are_named(tmp_path):
     result = CliRunner().invoke(app, ["train", "--relations", "bought_with", "--out", tmp_path])
-    assert result.exit_code == 1 and "unknown relation(s) ['bought_with']" in result.stderr
+    assert result.exit_code == 1
+    assert "error: --relations/--derive: unknown relation(s) ['bought_with']" in result.stderr
     result = CliRunner().invoke(app, ["train", "--split", "time", "--out", tmp_path])
     assert result.exit_code == 1 and "time split is for task=recommend" in result.stderr
     assert TrainOptions(task="recommend", split="time").cut is None
