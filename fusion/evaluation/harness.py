@@ -138,13 +138,24 @@ def evaluate(
             return means(values)(weights) | exposure.compute(weights)
 
         samples[name] = bootstrap(statistic, queries.numel(), resamples, seed)
+    setup = {"task": split.task, "relation": split.relation, "stage": stage}
+    setup |= {"mask_history": mask_history, "num_products": int(split.candidates.sum())}
+    return report(setup, queries, resamples, results, samples, per_query)
+
+
+def report(
+    setup: dict[str, Any],
+    queries: Tensor,
+    resamples: int,
+    results: dict[str, dict[str, float]],
+    samples: dict[str, dict[str, Tensor]],
+    per_query: dict[str, dict[str, Tensor]],
+) -> dict[str, Any]:
+    """The one report shape (`evaluate`, `evaluate_objectives`): `setup` (task, relation, stage,
+    mask_history, num_products), point values, intervals, ties and the per-query values."""
     return {
-        "task": split.task,
-        "relation": split.relation,
-        "stage": stage,
-        "mask_history": mask_history,
+        **setup,
         "num_queries": queries.numel(),
-        "num_products": int(split.candidates.sum()),
         "resamples": resamples,
         "results": results,
         **compare(results, samples),

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from fusion.data.events import RankSplit
 from fusion.data.splits import Stage
-from fusion.evaluation.harness import Scorer, compare
+from fusion.evaluation.harness import Scorer, report
 from fusion.evaluation.intervals import RESAMPLES, bootstrap, means
 from fusion.evaluation.metrics import _row_mask, ranking_metrics, top_k
 from kg.errors import MissingDataError
@@ -145,18 +145,7 @@ def evaluate_objectives(
             results[name] = {m: v.item() for m, v in point.items()}
             samples[name] = bootstrap(statistic, queries.numel(), resamples, seed)
             per_query[name] = values
-        reports.append(
-            {
-                "task": "rank",
-                "relation": objective,
-                "stage": stage,
-                "mask_history": False,
-                "num_queries": queries.numel(),
-                "num_products": int(split.candidates.sum()),
-                "resamples": resamples,
-                "results": results,
-                **compare(results, samples),
-                "per_query": {"queries": queries, **per_query},
-            }
-        )
+        setup = {"task": "rank", "relation": objective, "stage": stage, "mask_history": False}
+        setup["num_products"] = int(split.candidates.sum())
+        reports.append(report(setup, queries, resamples, results, samples, per_query))
     return reports
