@@ -157,7 +157,7 @@ def run_recommend(data, text, text_model, variant: str, seed: int, args) -> None
     elif variant == "sasrec":
         scorer = SASRecScorer(seed=seed, max_minutes=args.sasrec_minutes).fit(split)
         record["max_minutes"] = args.sasrec_minutes
-        record["epochs"] = len(scorer.history)
+        record["epochs"], record["history"] = len(scorer.history), scorer.history
     elif variant == "lightgcn":
         scorer = LightGCNScorer(seed=seed, epochs=args.lightgcn_epochs).fit(split)
         record["max_epochs"] = args.lightgcn_epochs

@@ -102,3 +102,28 @@ def tiny() -> HeteroData:
         kind=torch.zeros(len(inter), dtype=torch.long),
     )
     return data
+
+
+@pytest.fixture
+def ring() -> HeteroData:
+    """Sequential toy: 240 users walk 4–8 steps round a ring of 40 products (user u starts at
+    product u mod 40), so the next product is always the last one plus one and popularity is flat.
+    """
+    products, users = 40, 240
+    data = HeteroData()
+    data["product"].num_nodes = products
+    data["product"].node_id = [f"p{i}" for i in range(products)]
+    data["product"].in_catalogue = torch.ones(products, dtype=torch.bool)
+    data["user"].num_nodes, data["user"].node_id = users, [f"u{i}" for i in range(users)]
+    inter = [(u, (u + t) % products, t) for u in range(users) for t in range(4 + u % 5)]
+    _add(
+        data,
+        "user",
+        "interacted",
+        "product",
+        [(u, p) for u, p, _ in inter],
+        ts=torch.tensor([t for *_, t in inter], dtype=torch.float),
+        rating=torch.full((len(inter),), float("nan")),
+        kind=torch.zeros(len(inter), dtype=torch.long),
+    )
+    return data
