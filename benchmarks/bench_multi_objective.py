@@ -257,8 +257,8 @@ def magazine(work: Path, epochs: int, seed: int) -> dict[str, Any]:
     split = make_split(data, "rank", "interacted")
     text = text_vectors(data, progress=False)
     config = TrainConfig(epochs=epochs, batch_size=512, seed=seed, max_minutes=6)
-    interactions, _ = train(split, text, config, objectives={"click": 1.0})
-    rating_aware, _ = train(split, text, config, objectives={"click": 1.0, "rating": 1.0})
+    interactions, fit_click = train(split, text, config, objectives={"click": 1.0})
+    rating_aware, fit_rating = train(split, text, config, objectives={"click": 1.0, "rating": 1.0})
     base = {"interaction-only (click)": Weighted(interactions, {"click": 1.0}, ["rating"])}
     weighted = {
         f"click=1,rating={r:g}": Weighted(rating_aware, {"click": 1.0, "rating": r}, ["rating"])
@@ -278,6 +278,12 @@ def magazine(work: Path, epochs: int, seed: int) -> dict[str, Any]:
             "validation users with a held-out rating >= 4": valid["num_queries"],
             "note": "ratings carry no time: each user's held-out ratings are a seeded random "
             '20% ("later" = held out)',
+        },
+        "training": {
+            name: {
+                k: result.to_dict()[k] for k in ("epochs", "best_epoch", "seconds", "stopped_by")
+            }
+            for name, result in (("click", fit_click), ("click=1,rating=1", fit_rating))
         },
         "report": summary(report),
         "validation": {
