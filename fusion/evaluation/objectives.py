@@ -1,18 +1,23 @@
 """Per-objective evaluation of ranking models (task `rank`): for each objective, the users with
 a target of that kind in the held-out window, every scorer's full ranking of the catalogue,
-NDCG@10, Recall@20, AUC over all candidates, precision@10 and (purchase, revenue) Revenue@10,
-each with a bootstrap 95% interval over those users; reports shaped like the harness's, so
-`fusion.evaluation.harness.markdown`/`write_reports` print and save them.
+NDCG@10, Recall@20, AUC over all candidates, precision@10 and (purchase, revenue) Revenue@10
+and revenue share@10, each with a bootstrap 95% interval over those users; reports shaped like
+the harness's, so `fusion.evaluation.harness.markdown`/`write_reports` print and save them.
 
 Definitions, per query (a user): `auc` — the probability that a target outranks a non-target
 candidate (ties count half); `precision@10` — the share of the top 10 that are targets (for
 high ratings: the share of recommended items the user later rated ≥ 4); `revenue@10` — the
 price of the purchased products in the top 10 over the most that 10 slots could hold (the
-highest-priced purchases, ideal order).
+highest-priced purchases, ideal order) — per user, so with one purchase per user it is the hit
+rate and price cannot count; `revenue share@10` — pooled over users: the price of every user's
+purchased products in their top 10 ÷ the sum of their ideals, so an expensive purchase counts
+more than a cheap one (what a shop earns). Per query it is the captured price ÷ the users' mean
+ideal (fixed by the targets: the bootstrap resamples the captured revenue, not the unit).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -77,22 +82,38 @@ def auc(scores: Tensor, targets: Sequence[Tensor], candidates: Tensor | None = N
     return out
 
 
+def ideal_revenue(targets: Sequence[Tensor], price: Tensor, k: int = K) -> Tensor:
+    """Per query, the largest total price k slots could hold: its k highest-priced targets."""
+    return torch.stack([price[wanted].sort(descending=True).values[:k].sum() for wanted in targets])
+
+
+def captured_revenue(top: Tensor, targets: Sequence[Tensor], price: Tensor) -> Tensor:
+    """Per row of `top` [B, k]: the total price of the targets among them. FloatTensor[B]."""
+    return torch.stack(
+        [
+            price[row[torch.isin(row, wanted)]].sum()
+            for row, wanted in zip(top, targets, strict=True)
+        ]
+    )
+
+
 def revenue_at_k(top: Tensor, targets: Sequence[Tensor], price: Tensor) -> Tensor:
     """Per row of `top` [B, k]: price of the targets among them ÷ the largest total k of the
     row's targets could give. FloatTensor[B] (NaN for a row whose targets have no price)."""
-    k = top.shape[1]
-    out = torch.empty(top.shape[0])
-    for row, wanted in enumerate(targets):
-        hit = torch.isin(top[row], wanted)
-        ideal = price[wanted].sort(descending=True).values[:k].sum()
-        out[row] = price[top[row][hit]].sum() / ideal if ideal > 0 else float("nan")
-    return out
+    ideal = ideal_revenue(targets, price, top.shape[1])
+    captured = captured_revenue(top, targets, price)
+    return torch.where(ideal > 0, captured / ideal.clamp(min=math.ulp(1.0)), float("nan"))
 
 
 def objective_metrics(
-    scores: Tensor, targets: Sequence[Tensor], split: RankSplit, objective: str
+    scores: Tensor,
+    targets: Sequence[Tensor],
+    split: RankSplit,
+    objective: str,
+    revenue_unit: float | None = None,
 ) -> dict[str, Tensor]:
-    """Every per-query metric of one objective for a batch of score rows."""
+    """Every per-query metric of one objective for a batch of score rows; `revenue_unit` (the
+    evaluated users' mean `ideal_revenue`) divides the captured revenue for revenue share."""
     nothing = [torch.empty(0, dtype=torch.long)] * len(targets)
     ranking = ranking_metrics(scores, targets, nothing, (K, RECALL_K), split.candidates)
     top = top_k(scores, nothing, K, split.candidates)
@@ -108,7 +129,10 @@ def objective_metrics(
         ),
     }
     if objective in REVENUE_OBJECTIVES:
-        out[f"revenue@{K}"] = revenue_at_k(top, targets, split.prices.value)
+        price = split.prices.value
+        out[f"revenue@{K}"] = revenue_at_k(top, targets, price)
+        if revenue_unit:
+            out[f"revenue share@{K}"] = captured_revenue(top, targets, price) / revenue_unit
     return out
 
 
@@ -131,13 +155,18 @@ def evaluate_objectives(
         if queries.numel() == 0:
             raise MissingDataError(f"no {stage} queries with {objective!r} targets")
         targets = split.objective_targets[stage][objective]
+        unit = None
+        if objective in REVENUE_OBJECTIVES:
+            wanted = [targets[q] for q in queries.tolist()]
+            unit = ideal_revenue(wanted, split.prices.value.nan_to_num(0.0)).mean().item()
         results, samples, per_query = {}, {}, {}
         for name, scorer in scorers.items():
             parts: dict[str, list[Tensor]] = {}
             for batch in queries.split(batch_size):
                 scores = scorer.full_sort_objectives(batch, stage)[objective].cpu()
                 wanted = [targets[q] for q in batch.tolist()]
-                for metric, values in objective_metrics(scores, wanted, split, objective).items():
+                metrics = objective_metrics(scores, wanted, split, objective, unit)
+                for metric, values in metrics.items():
                     parts.setdefault(metric, []).append(values)
             values = {metric: torch.cat(v) for metric, v in parts.items()}
             statistic = means(values)

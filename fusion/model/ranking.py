@@ -114,8 +114,17 @@ class RankModel(FusedModel):
         # what was viewed and not bought.
         fixed = "click" in self.config.objectives
         pos_logits = self.heads.pairs(users, items[target])
+        neg_items = items[neg.to(items.device)]
+        neg_logits = self.heads(users, neg_items)
+        if "rating" in self.config.objectives:
+            # Satisfaction re-ranks what the interaction heads find: its head learns on the
+            # shared vectors without moving them (trained through them, it cost Magazine's
+            # interaction ranking more than it added).
+            pos_logits["rating"] = self.heads.pairs(users.detach(), items[target].detach())[
+                "rating"
+            ]
+            neg_logits["rating"] = self.heads(users.detach(), neg_items.detach())["rating"]
         pos = log_probabilities(pos_logits, self.config.conversion, fixed)
-        neg_logits = self.heads(users, items[neg.to(items.device)])
         negative = log_probabilities(neg_logits, "entire_space", fixed)
         labels = {
             "click": torch.ones_like(rating),

@@ -119,3 +119,40 @@ def test_a_fixed_click_passes_conversion_losses_no_gradient():
     assert torch.allclose(fixed["purchase"], free["purchase"])
     fixed["purchase"].sum().backward()
     assert logits["click"].grad is None and bool((logits["purchase"].grad != 0).all())
+
+
+def test_revenue_weight_zero_is_the_relevance_ranking_and_a_large_one_expected_revenue(tiny):
+    model = rank_model(tiny).eval()
+    scores = model.objective_scores(model.item_embeddings(), torch.tensor([[0, 1], [-1, 2]]))
+    relevance = model.combine(scores, {"purchase": 1.0})
+    assert torch.equal(model.combine(scores, {"purchase": 1.0, "revenue": 0.0}), relevance)
+    # purchase=1, revenue=r ranks by P(purchase) · (1 + r · price / median): a price tilt that
+    # tends to the expected-revenue ranking as r grows.
+    tilted = model.combine(scores, {"purchase": 1.0, "revenue": 1e6})
+    revenue = model.combine(scores, {"revenue": 1.0})
+    assert torch.equal(tilted.argsort(dim=1), revenue.argsort(dim=1))
+
+
+def test_the_satisfaction_loss_leaves_the_shared_representation_alone(tiny):
+    batch = {
+        "query": torch.tensor([[-1, 0], [0, 1], [1, 2]]),
+        "target": torch.tensor([1, 2, 3]),
+        "kind": torch.tensor([0, 0, 0]),
+        "rating": torch.tensor([5.0, 2.0, 4.0]),
+    }
+    grads = {}
+    for objectives in ({"click": 1.0}, {"click": 1.0, "rating": 1.0}):
+        model = rank_model(tiny, objectives=objectives).train()
+        torch.manual_seed(3)  # the same random negatives
+        model.calculate_loss(batch).backward()
+        grads[len(objectives)] = {
+            n: p.grad for n, p in model.named_parameters() if not n.startswith("heads.")
+        }
+        rating_head = model.heads.shared.grad[3]
+    # Every encoder gradient is what the click objective alone gives; the rating head learns.
+    assert grads[1].keys() == grads[2].keys()
+    for name, grad in grads[1].items():
+        other = grads[2][name]
+        assert (grad is None) == (other is None), name
+        assert grad is None or torch.allclose(grad, other, atol=1e-7), name
+    assert rating_head != 0

@@ -144,7 +144,7 @@ def test_evaluate_reports_every_objective_with_intervals(trained, tmp_path):
         values, intervals = r["results"]["multi-objective"], r["intervals"]["multi-objective"]
         expected = {"ndcg@10", "recall@20", "auc", "precision@10"}
         if r["relation"] in ("purchase", "revenue"):
-            expected.add("revenue@10")
+            expected |= {"revenue@10", "revenue share@10"}
         assert set(values) == expected and r["num_queries"] > 0
         for metric, (lo, hi) in intervals.items():
             assert lo <= values[metric] <= hi
