@@ -61,6 +61,20 @@ def load_beauty(max_users: int | None = None) -> HeteroData:
     return to_heterodata(Snapshot.from_catalogue(part))
 
 
+def _add_interactions(data: HeteroData, inter: list[tuple[int, int, int]]) -> None:
+    """User→product `interacted` edges from (user, product, ts), unrated, of the first kind."""
+    _add(
+        data,
+        "user",
+        "interacted",
+        "product",
+        [(u, p) for u, p, _ in inter],
+        ts=torch.tensor([t for *_, t in inter], dtype=torch.float),
+        rating=torch.full((len(inter),), float("nan")),
+        kind=torch.zeros(len(inter), dtype=torch.long),
+    )
+
+
 @pytest.fixture(scope="session")
 def beauty() -> HeteroData:
     """The first 1,000 Beauty users, their products and the edges among those products."""
@@ -91,16 +105,7 @@ def tiny() -> HeteroData:
     # (user, product, ts): u0 saw 1, 3, 2, 0 in time order; u1 saw 4, 2, 5; u2 only 0, 1.
     inter = [(0, 0, 3), (0, 1, 0), (0, 2, 2), (0, 3, 1), (1, 4, 0), (1, 2, 1), (1, 5, 2)]
     inter += [(2, 0, 0), (2, 1, 1)]
-    _add(
-        data,
-        "user",
-        "interacted",
-        "product",
-        [(u, p) for u, p, _ in inter],
-        ts=torch.tensor([t for *_, t in inter], dtype=torch.float),
-        rating=torch.full((len(inter),), float("nan")),
-        kind=torch.zeros(len(inter), dtype=torch.long),
-    )
+    _add_interactions(data, inter)
     return data
 
 
@@ -116,14 +121,5 @@ def ring() -> HeteroData:
     data["product"].in_catalogue = torch.ones(products, dtype=torch.bool)
     data["user"].num_nodes, data["user"].node_id = users, [f"u{i}" for i in range(users)]
     inter = [(u, (u + t) % products, t) for u in range(users) for t in range(4 + u % 5)]
-    _add(
-        data,
-        "user",
-        "interacted",
-        "product",
-        [(u, p) for u, p, _ in inter],
-        ts=torch.tensor([t for *_, t in inter], dtype=torch.float),
-        rating=torch.full((len(inter),), float("nan")),
-        kind=torch.zeros(len(inter), dtype=torch.long),
-    )
+    _add_interactions(data, inter)
     return data
