@@ -6,9 +6,10 @@ learned positional embeddings, Adam at lr 1e-3, batch 128. Item embeddings are s
 input and output (scores are dot products with them).
 
 Two losses: `"bce"`, the paper's (each position's next item against one uniformly sampled
-negative; it needs ~200 epochs), and the default `"ce"`, full softmax cross-entropy over every
-product at each real position, which converges in a few epochs and ranks better (Klenitskiy &
-Vasilev, RecSys 2023) — so the baseline we compare against is the stronger one."""
+negative; it needs ~200 epochs), and `"ce"`, full softmax cross-entropy over every product at
+each real position, which converges in a few epochs and ranks better (Klenitskiy & Vasilev,
+RecSys 2023). The default `"auto"` takes `"ce"` — the stronger baseline — up to
+FULL_SOFTMAX_MAX_PRODUCTS products (its logits are positions × products) and `"bce"` above."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fusion.config import FULL_SOFTMAX_MAX_PRODUCTS
 from fusion.data.histories import history_matrix
 from fusion.data.splits import RecSplit, Split, Stage
 from fusion.evaluation.harness import evaluate_scorer
@@ -80,7 +82,7 @@ class SASRecScorer:
         blocks: int = 2,
         heads: int = 1,
         dropout: float = 0.5,
-        loss: str = "ce",
+        loss: str = "auto",
         epochs: int = 200,
         batch_size: int = 128,
         lr: float = 1e-3,
@@ -91,8 +93,8 @@ class SASRecScorer:
         seed: int = 0,
     ) -> None:
         self.dim, self.max_len, self.blocks, self.heads = dim, max_len, blocks, heads
-        if loss not in ("ce", "bce"):
-            raise ValueError(f"SASRec loss must be 'ce' or 'bce', not {loss!r}")
+        if loss not in ("auto", "ce", "bce"):
+            raise ValueError(f"SASRec loss must be 'auto', 'ce' or 'bce', not {loss!r}")
         self.dropout, self.epochs, self.batch_size, self.lr = dropout, epochs, batch_size, lr
         self.loss = loss
         self.patience, self.metric, self.seed = patience, metric, seed
@@ -154,7 +156,10 @@ class SASRecScorer:
         """The training loss over the real (non-padding) positions of a batch."""
         real = positives > 0
         hidden, positives = hidden[real], positives[real]
-        if self.loss == "ce":
+        full = (
+            num_products <= FULL_SOFTMAX_MAX_PRODUCTS if self.loss == "auto" else self.loss == "ce"
+        )
+        if full:
             return F.cross_entropy(self.net.scores(hidden), positives - 1)
         negatives = torch.randint(1, num_products + 1, positives.shape, generator=gen)
         items = self.net.items

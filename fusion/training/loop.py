@@ -34,7 +34,13 @@ from fusion.training import distributed
 from fusion.training.callbacks import Callback
 from fusion.training.device import autocast, resolve_device
 from fusion.training.result import TrainResult
-from fusion.training.stop import TIME_BUDGET, StopFlag, stop_on_signals
+from fusion.training.stop import (
+    TIME_BUDGET,
+    PropagationAbandoned,
+    StopFlag,
+    abandoning,
+    stop_on_signals,
+)
 from fusion.training.tasks import task_for
 from kg.errors import MissingDataError
 
@@ -64,12 +70,14 @@ def fit(
     the new pairs plus `config.replay_ratio` × as many old ones, and the `optimizer_state` it
     ended with (`TrainResult.optimizer_state`, rows aligned with the model's id tables).
 
-    `config.max_minutes` is checked after every step, and SIGINT/SIGTERM (main thread) ask for
-    the same graceful end: the epoch in progress stops, is validated once, and the best weights
-    are kept (`TrainResult.stopped_by` says why). `progress(step, done, total)` hears about
-    propagation, each epoch's steps and validation; `callbacks` see each epoch's metrics and
-    the result (`fusion.training.callbacks`). Under torchrun the model trains with DDP
-    (`fusion.training.distributed`): each rank takes its shard of every batch, rank 0 validates."""
+    `config.max_minutes` is checked after every step and inside each propagation, and
+    SIGINT/SIGTERM (main thread) ask for the same graceful end: the epoch in progress stops, is
+    validated once (unless it stopped before its first step and an earlier epoch was validated),
+    and the best weights are kept (`TrainResult.stopped_by` says why). `progress(step, done,
+    total)` hears about propagation, each epoch's steps and validation; `callbacks` see each
+    epoch's metrics and the result (`fusion.training.callbacks`). Under torchrun the model trains
+    with DDP (`fusion.training.distributed`): each rank takes its shard of every batch, rank 0
+    validates."""
     config = config or TrainConfig()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -123,28 +131,36 @@ def _fit(
     for epoch in range(1, config.epochs + 1):
         model.train()
         total, steps, num_steps = 0.0, 0, task.num_steps(config.batch_size)
-        for batch in task.batches(model, config.batch_size, gen, config.cold_frac):
-            with autocast(device):
-                loss = step_loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, steps = total + loss.item(), steps + 1
-            del batch  # the next chunk's features are built without this one's alive
-            if progress:
-                progress("epoch", steps, num_steps)
-            if distributed.any_rank(stop.check() is not None, device):
-                stop.request("stopped by another rank")  # its clock or a signal
-                break
+        # Under DDP the ranks must agree on stopping, which they do after each step instead.
+        model.progress = progress if distributed.active() else abandoning(progress, stop)
+        try:
+            for batch in task.batches(model, config.batch_size, gen, config.cold_frac):
+                with autocast(device):
+                    loss = step_loss(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total, steps = total + loss.item(), steps + 1
+                del batch  # the next chunk's features are built without this one's alive
+                if progress:
+                    progress("epoch", steps, num_steps)
+                if distributed.any_rank(stop.check() is not None, device):
+                    stop.request("stopped by another rank")  # its clock or a signal
+                    break
+        except PropagationAbandoned:
+            pass  # stop.reason says why
+        model.progress = progress  # validation's own propagation runs to the end
+        if steps == 0 and history:  # nothing trained since the last validation
+            stopped_by = stop.reason or stopped_by
+            break
         model.eval()
-        score = (
-            validated(model, split, valid, metric, progress) if valid.numel() else -total / steps
-        )
+        mean_loss = total / steps if steps else math.nan
+        score = validated(model, split, valid, metric, progress) if valid.numel() else -mean_loss
         # Steps taken of the epoch's total: an epoch cut short by the time cap is extrapolated.
-        metrics = {"loss": total / steps, metric: score, "seconds": time.perf_counter() - start}
+        metrics = {"loss": mean_loss, metric: score, "seconds": time.perf_counter() - start}
         metrics |= {"steps": steps, "epoch_steps": num_steps}
         history.append({"epoch": epoch, **metrics})
-        log.info(f"epoch {epoch}: loss {total / steps:.4f} {metric} {score:.4f}")
+        log.info(f"epoch {epoch}: loss {mean_loss:.4f} {metric} {score:.4f}")
         for callback in callbacks:
             callback.on_epoch_end(epoch, metrics)
         if score > best:

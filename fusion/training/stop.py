@@ -1,5 +1,6 @@
-"""When training must end early: the time cap, checked every step, and SIGINT/SIGTERM, which ask
-for a graceful stop (finish the step, validate once, keep the best weights) instead of killing."""
+"""When training must end early: the time cap, checked every step and inside propagation, and
+SIGINT/SIGTERM, which ask for a graceful stop (finish the step, validate once, keep the best
+weights) instead of killing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from fusion.config import Progress
 
 TIME_BUDGET = "time budget"
 
@@ -29,6 +32,24 @@ class StopFlag:
     def request(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+
+
+class PropagationAbandoned(Exception):
+    """Raised out of a propagation (through its progress reports) once the run must stop."""
+
+
+def abandoning(progress: Progress | None, flag: StopFlag) -> Progress:
+    """`progress` that also abandons a propagation once `flag` says stop: on a large catalogue
+    one propagation takes minutes, so a deadline passed inside it is not left until the next
+    training step."""
+
+    def report(step: str, done: int, total: int) -> None:
+        if progress:
+            progress(step, done, total)
+        if step == "propagating" and flag.check() is not None:
+            raise PropagationAbandoned
+
+    return report
 
 
 @contextmanager

@@ -69,6 +69,27 @@ def test_sigterm_finishes_the_step_validates_and_stops(beauty):
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is removed afterwards
 
 
+def test_a_stop_inside_propagation_abandons_it_without_another_step(beauty):
+    split = related_split(beauty, "bought_together")
+    model = make(split)
+    steps = count_steps(model)
+    seen: list[str] = []
+
+    def progress(step: str, done: int, total: int) -> None:
+        # The signal comes in epoch 2's first propagation, after epoch 1 was validated.
+        if step == "propagating" and "validating" in seen and "signal" not in seen:
+            seen.append("signal")
+            os.kill(os.getpid(), signal.SIGTERM)
+        seen.append(step)
+
+    result = fit(model, split, TrainConfig(**{**FAST, "epochs": 30}), progress=progress)
+    assert result.stopped_by == "interrupted by SIGTERM"
+    assert len(result.history) == 1 and result.best_epoch == 1
+    after = seen[seen.index("signal") :]
+    assert "epoch" not in after and "validating" not in after  # no step, no second validation
+    assert len(steps) == result.history[0]["steps"]
+
+
 def test_progress_reports_propagation_epochs_and_validation(beauty):
     split = related_split(beauty, "bought_together")
     seen: dict[str, list[tuple[int, int]]] = {}
