@@ -144,6 +144,7 @@ class Neo4jStore(Store):
         self.batch_size = batch_size
         self.rel_batch_size = rel_batch_size
         bare, uri_user, uri_password = split_credentials(uri)
+        self.address = bare  # the URI without credentials
         self._driver = GraphDatabase.driver(
             bare,
             auth=(uri_user or user, password if uri_password is None else uri_password),
@@ -330,6 +331,16 @@ class Neo4jStore(Store):
             session.execute_write(_run, query, batch)
             if progress:
                 progress(step, min(start + self.batch_size, total), total)
+
+    def is_empty(self) -> bool:
+        """No node at all, and no constraint or index but kgrec's own and the lookup ones."""
+        with self.session() as session:
+            if session.run("MATCH (n) RETURN n LIMIT 1").peek() is not None:
+                return False
+            names = session.run(
+                "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name"
+            ).value("name")
+        return all(name.startswith("kgrec_") for name in names)
 
     def counts(self) -> dict[str, dict[str, int]]:
         # Count-store lookups: constant time whatever the graph size.
