@@ -20,6 +20,8 @@ DEFAULT_REJECTS = Path("kgrec-rejects.jsonl")
 WRITE_BULK = "neo4j-admin import"  # an empty local Neo4j, offline (kg.stores.neo4j_import)
 WRITE_BOLT = "bolt transactions"
 WRITE_EMBEDDED = "embedded"
+# Below this the Bolt path is about as fast as the bulk path's fixed cost (a server restart).
+BULK_MIN_RELATIONSHIPS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,11 @@ def build(
     rejects_path: str | Path = DEFAULT_REJECTS,
     progress: Progress | None = None,
     columns: TableColumns | None = None,
-    bulk: bool = True,
+    bulk: bool | None = None,
 ) -> BuildSummary:
     """Read, clean and write one catalogue; counts are the store's, after the write. `bulk`:
-    an empty local Neo4j that kgrec manages is written by an offline import (`write_catalogue`).
+    whether an empty local Neo4j that kgrec manages is written by an offline import
+    (`write_catalogue`); None: when the catalogue has BULK_MIN_RELATIONSHIPS or more.
 
     Raises `BadInputError` (strict mode, or nothing readable), `StoreError` (store unusable).
     """
@@ -123,12 +126,14 @@ def build(
 
 
 def write_catalogue(
-    cat: Catalogue, store_uri: str | None, bulk: bool, progress: Progress | None
+    cat: Catalogue, store_uri: str | None, bulk: bool | None, progress: Progress | None
 ) -> tuple[str, dict[str, dict[str, int]], str]:
     """Write `cat`; returns how (WRITE_*), the store's counts after the write, its URI. With
-    `bulk`, an empty local Neo4j that kgrec manages gets `neo4j-admin database import` (the
-    server restarted around it) and then the Bolt path's constraints; any other store the
-    upserts of `Store.write`."""
+    `bulk` (None: for BULK_MIN_RELATIONSHIPS or more), an empty local Neo4j that kgrec manages
+    gets `neo4j-admin database import` (the server restarted around it) and then the Bolt
+    path's constraints; any other store the upserts of `Store.write`."""
+    if bulk is None:
+        bulk = len(cat.edges) + len(cat.interactions) >= BULK_MIN_RELATIONSHIPS
     with open_store(store_uri) as store:
         target = None
         if bulk and isinstance(store, Neo4jStore):

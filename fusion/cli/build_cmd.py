@@ -47,12 +47,14 @@ def build(
     category_sep: CategorySep = None,
     as_json: AsJson = False,
     bulk: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            help="An empty local Neo4j that kgrec manages is written with neo4j-admin import "
-            "(offline; the server is restarted). --no-bulk: Bolt transactions always."
+            help="Write an empty local Neo4j that kgrec manages with neo4j-admin import "
+            "(offline; the server is restarted). Default: from 1M relationships on; "
+            "--no-bulk: Bolt transactions always.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
 ) -> None:
     """Read, clean and store a catalogue; re-running is safe (writes are upserts)."""
     from kg.build import build as run_build  # heavy imports only when the command runs

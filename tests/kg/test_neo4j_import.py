@@ -110,7 +110,8 @@ def test_build_takes_the_bulk_path_once_and_reconciles(neo4j_clean, tmp_path: Pa
     reference = build(META, RATINGS, store_uri=f"embedded:{tmp_path / 'ref'}",
                       rejects_path=tmp_path / "ref.jsonl")  # fmt: skip
     try:
-        bulk = build(META, RATINGS, store_uri=neo4j_clean.uri, rejects_path=tmp_path / "r.jsonl")
+        bulk = build(META, RATINGS, store_uri=neo4j_clean.uri, rejects_path=tmp_path / "r.jsonl",
+                     bulk=True)  # fmt: skip
         assert bulk.write == WRITE_BULK
         for name in ("nodes", "relationships", "events", "rejected", "files"):
             assert getattr(bulk, name) == getattr(reference, name), name
@@ -132,8 +133,10 @@ def test_embedded_and_opted_out_builds_keep_their_path(neo4j_clean, tmp_path: Pa
     embedded = build(meta, store_uri=f"embedded:{tmp_path / 'g'}", rejects_path=tmp_path / "r")
     assert embedded.write == "embedded"
     try:
+        auto = build(meta, store_uri=neo4j_clean.uri, rejects_path=tmp_path / "r")  # small
         bolt = build(meta, store_uri=neo4j_clean.uri, rejects_path=tmp_path / "r", bulk=False)
-        assert bolt.write == WRITE_BOLT and bolt.relationships == embedded.relationships
+        assert auto.write == bolt.write == WRITE_BOLT
+        assert auto.relationships == bolt.relationships == embedded.relationships
     finally:
         with open_store(neo4j_clean.uri) as store:
             store.clear()
