@@ -147,9 +147,12 @@ def write_catalogue(
             return write, store.counts(), store.uri
     from kg.stores.neo4j_import import import_snapshot
 
-    import_snapshot(Snapshot.from_catalogue(cat), target, progress)
+    with stage(progress, "import: snapshot"):
+        snap = Snapshot.from_catalogue(cat)
+    import_snapshot(snap, target, progress)
     with open_store(store_uri) as store:
-        cast(Neo4jStore, store).ensure_constraints()
+        with stage(progress, "import: constraints"):
+            cast(Neo4jStore, store).ensure_constraints()
         return WRITE_BULK, store.counts(), store.uri
 
 

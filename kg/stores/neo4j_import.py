@@ -65,7 +65,8 @@ def import_snapshot(snap: Snapshot, config: server.ServerConfig, progress: Progr
     try:
         with stage(progress, "import: CSV files"):
             nodes, rels, count = write_csv(snap, work)
-        server.stop(config)
+        with stage(progress, "import: stop"):
+            server.stop(config)
         try:
             with stage(progress, "import: neo4j-admin"):
                 _run_import(config, nodes, rels, work / "import.report")
