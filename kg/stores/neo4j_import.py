@@ -89,38 +89,44 @@ def write_csv(snap: Snapshot, work: Path) -> tuple[dict[Label, Path], dict[Rel, 
     }
     nodes = {label: work / f"{label}.csv" for label in Label}
     for label, rows in node_rows.items():
-        _write(nodes[label], NODE_HEADERS[label], rows)
-    ids = {
-        Label.PRODUCT: {p.id for p in snap.products},
-        Label.BRAND: set(snap.brands),
-        Label.CATEGORY: {c for c, _ in snap.categories},
-        Label.USER: set(snap.users),
+        _write(nodes[label], NODE_HEADERS[label], (",".join(map(_cell, row)) for row in rows))
+    # Each key quoted once; a relationship whose endpoint is missing finds no entry.
+    quoted = {
+        label: {key: _cell(key) for key in keys}
+        for label, keys in (
+            (Label.PRODUCT, (p.id for p in snap.products)),
+            (Label.BRAND, snap.brands),
+            (Label.CATEGORY, (c for c, _ in snap.categories)),
+            (Label.USER, snap.users),
+        )
     }
     rels: dict[Rel, Path] = {}
     count = 0
     for rel in Rel:
-        src_ids, dst_ids = (ids[label] for label in REL_ENDPOINTS[rel])
         src, dst = REL_ENDPOINTS[rel]
+        a, b = quoted[src], quoted[dst]
         header = [f":START_ID({src})", f":END_ID({dst})"]
         if rel == Rel.INTERACTED:
             header += [f"{p}:{EVENT_TYPES[p]}" if p in EVENT_TYPES else p for p in EVENT_PROPS]
-            rows: Iterable[Iterable[Any]] = (
-                e for e in snap.interactions if e.user in src_ids and e.product in dst_ids
+            lines: Iterable[str] = (
+                f"{a[e.user]},{b[e.product]},{','.join(map(_cell, e[2:]))}"
+                for e in snap.interactions
+                if e.user in a and e.product in b
             )
         else:
             pairs = snap.edges.get(rel, []) if rel in EDGE_RELS else []
-            rows = (p for p in pairs if p[0] in src_ids and p[1] in dst_ids)
+            lines = (f"{a[s]},{b[d]}" for s, d in pairs if s in a and d in b)
         rels[rel] = work / f"{rel}.csv"
-        count += _write(rels[rel], header, rows)
+        count += _write(rels[rel], header, lines)
     return nodes, rels, count
 
 
-def _write(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> int:
+def _write(path: Path, header: list[str], lines: Iterable[str]) -> int:
     written = 0
     with open(path, "w", encoding="utf-8", newline="") as out:
         out.write(",".join(header) + "\n")
-        for row in rows:
-            out.write(",".join(map(_cell, row)) + "\n")
+        for line in lines:
+            out.write(line + "\n")
             written += 1
     return written
 
