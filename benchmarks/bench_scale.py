@@ -270,9 +270,11 @@ def measure_size(n: int, args: argparse.Namespace, log_path: Path) -> dict:
 
     step("clear")
     if args.only:
+        graph = {k: row["generated"].get(k) for k in ("seed", "links", "users", "interactions")}
         for name in args.only:
             extra = [str(work), str(work / "rejects.jsonl")] if name == "build" else []
             row[name] = {**step(name, *extra), "load_average_after": os.getloadavg()}
+            row[name]["catalogue"] = graph  # the row's other steps may have had another
         return row
     if n >= args.load_directly_from:
         row["build"] = step("load", str(work))

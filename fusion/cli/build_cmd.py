@@ -63,17 +63,9 @@ def build(
         tables = table_columns(columns, interaction_columns, category_sep)
     with user_errors(), progress_bars() as progress:
         summary = run_build(
-            catalogue,
-            interactions,
-            format,
-            store,
-            external,
-            strict,
-            rejects,
-            progress,
-            tables,
-            bulk,
-        )
+            catalogue, interactions, format, store, external, strict, rejects, progress, tables,
+            bulk=bulk,
+        )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(summary.to_json(), indent=2))
     else:
