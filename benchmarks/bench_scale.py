@@ -84,17 +84,30 @@ def step_clear(store: str | None) -> dict:
 
 
 def step_build(catalogue: str, rejects: str, store: str | None) -> dict:
-    """`kgrec build` through its API, timing the relationship writes as bench_ingest does."""
-    from kg.build import build
+    """`kgrec build` through its API, timing the relationship writes as bench_ingest does; the
+    bulk path (neo4j-admin import) has no per-type steps: its rate is every relationship over
+    the whole write (CSV files, server stop, import, restart, constraints)."""
+    from kg.build import WRITE_BULK, build
 
     timer = _StepTimer()
     summary = build(catalogue, store_uri=store, rejects_path=rejects, progress=timer)
-    return {
+    result = {
         "build_s": summary.seconds,
+        "write": summary.write,
+        "write_s": summary.write_seconds,
         "nodes": summary.nodes,
         "relationships": summary.relationships,
         "rejected": summary.rejected,
-        **timer.rates(summary.relationships),
+        "events": summary.events.line(),
+    }
+    if summary.write != WRITE_BULK:
+        return {**result, **timer.rates(summary.relationships)}
+    rels = sum(summary.relationships.values())
+    stages = {name: round(s, 1) for name, s in timer.seconds.items() if name.startswith("import")}
+    return {
+        **result,
+        "build_relationships_per_s": round(rels / summary.write_seconds),
+        "write_stages_s": stages,
     }
 
 
@@ -256,6 +269,13 @@ def measure_size(n: int, args: argparse.Namespace, log_path: Path) -> dict:
         return {**_json_tail(result.pop("stdout")), **result}
 
     step("clear")
+    if args.only:
+        graph = {k: row["generated"].get(k) for k in ("seed", "links", "users", "interactions")}
+        for name in args.only:
+            extra = [str(work), str(work / "rejects.jsonl")] if name == "build" else []
+            row[name] = {**step(name, *extra), "load_average_after": os.getloadavg()}
+            row[name]["catalogue"] = graph  # the row's other steps may have had another
+        return row
     if n >= args.load_directly_from:
         row["build"] = step("load", str(work))
     else:
@@ -290,6 +310,13 @@ def main() -> None:
         help="from this size on, write the graph with synth_load.py instead of kgrec build "
         "(whose in-memory read/clean stage needs ~11 GB at 1M products)",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["build", "export"],
+        help="run only these steps (after the wipe) and merge them into --out's rows of the "
+        "same sizes (the other measurements there are kept)",
+    )
     parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
     parser.add_argument("step_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,6 +336,9 @@ def main() -> None:
 
 
 def _write(args: argparse.Namespace, rows: list[dict]) -> None:
+    if args.only and args.out.exists():
+        _merge(args, rows)
+        return
     report = {
         "what": "synthetic Beauty-shaped catalogues (benchmarks/synth_catalogue.py) through "
         "build → export → one related/also_bought epoch → ANN related queries; time and memory "
@@ -320,6 +350,22 @@ def _write(args: argparse.Namespace, rows: list[dict]) -> None:
         "sizes": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _merge(args: argparse.Namespace, rows: list[dict]) -> None:
+    """Replace only the steps run (`--only`) in the existing report, each with its command; the
+    one replaced is kept as `<step>_before` (the first time)."""
+    report = json.loads(args.out.read_text())
+    known = {row["products"]: row for row in report["sizes"]}
+    command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    for row in rows:
+        target = known.setdefault(row["products"], {"products": row["products"]})
+        for name in args.only:
+            if name in target:  # the measurement replaced stays beside the new one
+                target.setdefault(f"{name}_before", target[name])
+            target[name] = {**row[name], "command": command}
+    report["sizes"] = sorted(known.values(), key=lambda row: row["products"])
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 from kg.cleaning import CleaningReport, External, clean
 from kg.readers import ReadCatalogue, read_catalogue
 from kg.readers.generic import CATEGORY_SEP
 from kg.rejects import BadInputError, RejectLog
 from kg.schema import Catalogue
-from kg.stores import Progress, open_store
+from kg.stores import Neo4jStore, Progress, Snapshot, open_store
+from kg.stores.base import stage
 
 DEFAULT_REJECTS = Path("kgrec-rejects.jsonl")
+WRITE_BULK = "neo4j-admin import"  # an empty local Neo4j, offline (kg.stores.neo4j_import)
+WRITE_BOLT = "bolt transactions"
+WRITE_EMBEDDED = "embedded"
+# Below this the Bolt path is about as fast as the bulk path's fixed cost (a server restart).
+BULK_MIN_RELATIONSHIPS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class BuildSummary:
     rejects_path: str
     cleaning: CleaningReport
     seconds: float
+    write: str = ""  # how the graph was written: WRITE_BULK, WRITE_BOLT or WRITE_EMBEDDED
+    write_seconds: float = 0.0  # the write alone (for the bulk path: CSV, import, restart)
     # Per input file: rows_read = loaded + rejected + duplicates + conflicts (`FileRows`).
     files: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -84,8 +92,11 @@ def build(
     rejects_path: str | Path = DEFAULT_REJECTS,
     progress: Progress | None = None,
     columns: TableColumns | None = None,
+    bulk: bool | None = None,
 ) -> BuildSummary:
-    """Read, clean and write one catalogue; counts are the store's, after the write.
+    """Read, clean and write one catalogue; counts are the store's, after the write. `bulk`:
+    whether an empty local Neo4j that kgrec manages is written by an offline import
+    (`write_catalogue`); None: when the catalogue has BULK_MIN_RELATIONSHIPS or more.
 
     Raises `BadInputError` (strict mode, or nothing readable), `StoreError` (store unusable).
     """
@@ -96,11 +107,9 @@ def build(
     with stage(progress, "clean"):
         report = clean(cat, external)
     rejects = log.write(rejects_path)  # before the write, so a failed write still leaves them
-    with open_store(store_uri) as store:
-        with store.transaction():
-            store.write(cat, progress)
-        counts = store.counts()
-        uri = store.uri
+    write_start = time.perf_counter()
+    write, counts, uri = write_catalogue(cat, store_uri, bulk, progress)
+    write_seconds = time.perf_counter() - write_start
     return BuildSummary(
         store=uri,
         nodes=counts["nodes"],
@@ -110,8 +119,41 @@ def build(
         rejects_path=str(rejects),
         cleaning=report,
         seconds=round(time.perf_counter() - start, 2),
+        write=write,
+        write_seconds=round(write_seconds, 2),
         files={name: rows.to_json() for name, rows in log.files.items()},
     )
+
+
+def write_catalogue(
+    cat: Catalogue, store_uri: str | None, bulk: bool | None, progress: Progress | None
+) -> tuple[str, dict[str, dict[str, int]], str]:
+    """Write `cat`; returns how (WRITE_*), the store's counts after the write, its URI. With
+    `bulk` (None: for BULK_MIN_RELATIONSHIPS or more), an empty local Neo4j that kgrec manages
+    gets `neo4j-admin database import` (the server restarted around it) and then the Bolt
+    path's constraints; any other store the upserts of `Store.write`."""
+    if bulk is None:
+        bulk = len(cat.edges) + len(cat.interactions) >= BULK_MIN_RELATIONSHIPS
+    with open_store(store_uri) as store:
+        target = None
+        if bulk and isinstance(store, Neo4jStore):
+            from kg.stores.neo4j_import import local_empty_target  # server code: only here
+
+            target = local_empty_target(store)
+        if target is None:
+            with store.transaction():
+                store.write(cat, progress)
+            write = WRITE_BOLT if isinstance(store, Neo4jStore) else WRITE_EMBEDDED
+            return write, store.counts(), store.uri
+    from kg.stores.neo4j_import import import_snapshot
+
+    with stage(progress, "import: snapshot"):
+        snap = Snapshot.from_catalogue(cat)
+    import_snapshot(snap, target, progress)
+    with open_store(store_uri) as store:
+        with stage(progress, "import: constraints"):
+            cast(Neo4jStore, store).ensure_constraints()
+        return WRITE_BULK, store.counts(), store.uri
 
 
 def read_input(
@@ -151,13 +193,3 @@ def read_input(
         log.write(rejects_path)
         raise
     return cat
-
-
-@contextmanager
-def stage(progress: Progress | None, name: str) -> Iterator[None]:
-    """Report a step without a measurable size (reading, cleaning) as one unit of work."""
-    if progress:
-        progress(name, 0, 1)
-    yield
-    if progress:
-        progress(name, 1, 1)

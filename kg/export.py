@@ -83,13 +83,15 @@ def _text_fields(data: HeteroData, cols: GraphColumns) -> list[dict]:
     brands, categories = cols.ids[Label.BRAND], cols.ids[Label.CATEGORY]
     products = cols.products
     brand: list[str | None] = [None] * len(products)
-    made_by = data[edge_type(Rel.MADE_BY)].edge_index
-    for pid, b in zip(reversed(made_by[0].tolist()), reversed(made_by[1].tolist()), strict=True):
-        brand[pid] = brands[b]  # reversed: the smallest brand is written last
-    in_category = data[edge_type(Rel.IN_CATEGORY)].edge_index
-    product_categories: list[list[str]] = [[] for _ in products]
-    for pid, c in zip(in_category[0].tolist(), in_category[1].tolist(), strict=True):
-        product_categories[pid].append(categories[c])
+    made_by = data[edge_type(Rel.MADE_BY)].edge_index.numpy()
+    # Edges are sorted by (product, brand): a product's first edge names its smallest brand.
+    with_brand, first = np.unique(made_by[0], return_index=True)
+    for pid, b in zip(with_brand.tolist(), made_by[1][first].tolist(), strict=True):
+        brand[pid] = brands[b]
+    in_category = data[edge_type(Rel.IN_CATEGORY)].edge_index.numpy()
+    names = [categories[c] for c in in_category[1].tolist()]
+    bounds = np.searchsorted(in_category[0], np.arange(len(products) + 1)).tolist()
+    product_categories = [names[bounds[i] : bounds[i + 1]] for i in range(len(products))]
     return [
         {
             "title": p.title,
@@ -116,7 +118,9 @@ def _add_edges(
 def _set_sorted(
     store: EdgeStorage, src: np.ndarray, dst: np.ndarray, attrs: dict[str, torch.Tensor]
 ) -> None:
-    order = torch.from_numpy(np.lexsort((dst, src)))
+    # One stable argsort of a combined key: the same order as lexsort((dst, src)), ~2× faster.
+    key = src * (int(dst.max()) + 1) + dst if len(dst) else src
+    order = torch.from_numpy(np.argsort(key, kind="stable"))
     store.edge_index = torch.from_numpy(np.stack([src, dst]))[:, order]
     for name, values in attrs.items():
         store[name] = values[order]

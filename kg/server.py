@@ -119,7 +119,7 @@ def start(config: ServerConfig, timeout: float = 180.0) -> ServerStatus:
         if current.running:
             return current
         _check_ports(config)
-        java = _find_java()
+        java = find_java()
         provision(config)
         _write_private(config.conf_dir / "neo4j.conf", render_conf(config))
         password = _initial_password(config, java)
@@ -171,7 +171,7 @@ def provision(config: ServerConfig) -> Path:
         if result.returncode != 0:
             raise ServerError(
                 f"downloading Neo4j {NEO4J_VERSION} with Maven failed:\n"
-                + _tail_text(result.stdout + result.stderr)
+                + tail_text(result.stdout + result.stderr)
             )
         partial.rename(config.lib_dir)
         (config.dist_dir / ".complete").write_text(f"org.neo4j:neo4j:{NEO4J_VERSION}\n")
@@ -187,7 +187,7 @@ def log_tail(config: ServerConfig, lines: int = 30) -> str:
         if path.exists() and path.stat().st_size:
             text = path.read_text(encoding="utf-8", errors="replace")
             text = _STACK_FRAME.sub("", text)
-            parts.append(f"--- {path} ---\n{_tail_text(text, lines)}")
+            parts.append(f"--- {path} ---\n{tail_text(text, lines)}")
     return "\n".join(parts) or f"(no logs in {config.logs_dir})"
 
 
@@ -254,7 +254,7 @@ def _check_ports(config: ServerConfig) -> None:
             )
 
 
-def _find_java() -> str:
+def find_java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java or not Path(java).exists():
@@ -319,7 +319,7 @@ def _set_initial_password(config: ServerConfig, java: str, password: str) -> Non
     if result.returncode != 0:
         raise ServerError(
             "setting the initial Neo4j password failed (at least 8 characters are required):\n"
-            + _tail_text(result.stdout + result.stderr)
+            + tail_text(result.stdout + result.stderr)
         )
 
 
@@ -425,5 +425,5 @@ def _wait_dead(config: ServerConfig, pid: int, timeout: float) -> bool:
     return True
 
 
-def _tail_text(text: str, lines: int = 30) -> str:
+def tail_text(text: str, lines: int = 30) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])

@@ -46,6 +46,15 @@ def build(
     interaction_columns: InteractionColumns = None,
     category_sep: CategorySep = None,
     as_json: AsJson = False,
+    bulk: Annotated[
+        bool | None,
+        typer.Option(
+            help="Write an empty local Neo4j that kgrec manages with neo4j-admin import "
+            "(offline; the server is restarted). Default: from 1M relationships on; "
+            "--no-bulk: Bolt transactions always.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Read, clean and store a catalogue; re-running is safe (writes are upserts)."""
     from kg.build import build as run_build  # heavy imports only when the command runs
@@ -54,8 +63,9 @@ def build(
         tables = table_columns(columns, interaction_columns, category_sep)
     with user_errors(), progress_bars() as progress:
         summary = run_build(
-            catalogue, interactions, format, store, external, strict, rejects, progress, tables
-        )
+            catalogue, interactions, format, store, external, strict, rejects, progress, tables,
+            bulk=bulk,
+        )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(summary.to_json(), indent=2))
     else:
@@ -76,7 +86,7 @@ def reconciliation(files: dict[str, dict[str, int]]) -> list[str]:
 
 
 def summary_table(summary: BuildSummary) -> Table:
-    table = Table(title=f"kgrec build → {summary.store} ({summary.seconds} s)")
+    table = Table(title=f"kgrec build → {summary.store} by {summary.write} ({summary.seconds} s)")
     table.add_column("what")
     table.add_column("count", justify="right")
     for label, n in summary.nodes.items():

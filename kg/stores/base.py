@@ -289,3 +289,13 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def stage(progress: Progress | None, name: str) -> Iterator[None]:
+    """Report a step without a measurable size (reading, cleaning) as one unit of work."""
+    if progress:
+        progress(name, 0, 1)
+    yield
+    if progress:
+        progress(name, 1, 1)

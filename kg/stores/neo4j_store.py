@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import starmap
 from typing import Any, LiteralString, TypeVar, cast
@@ -144,6 +145,7 @@ class Neo4jStore(Store):
         self.batch_size = batch_size
         self.rel_batch_size = rel_batch_size
         bare, uri_user, uri_password = split_credentials(uri)
+        self.address = bare  # the URI without credentials
         self._driver = GraphDatabase.driver(
             bare,
             auth=(uri_user or user, password if uri_password is None else uri_password),
@@ -331,6 +333,16 @@ class Neo4jStore(Store):
             if progress:
                 progress(step, min(start + self.batch_size, total), total)
 
+    def is_empty(self) -> bool:
+        """No node at all, and no constraint or index but kgrec's own and the lookup ones."""
+        with self.session() as session:
+            if session.run("MATCH (n) RETURN n LIMIT 1").peek() is not None:
+                return False
+            names = session.run(
+                "SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name"
+            ).value("name")
+        return all(name.startswith("kgrec_") for name in names)
+
     def counts(self) -> dict[str, dict[str, int]]:
         # Count-store lookups: constant time whatever the graph size.
         nodes = {
@@ -380,27 +392,47 @@ class Neo4jStore(Store):
             index = np.full(top + 1, -1, dtype=np.int64)
             for nodes in internal.values():
                 index[nodes] = np.arange(len(nodes))
-            edges = {
-                rel: self._edge_columns(session, rel, internal[REL_ENDPOINTS[rel][0]], index)
-                for rel in EDGE_RELS
-            }
-            users, products, events = self._event_columns(session, internal[Label.USER], index)
-            edges[Rel.INTERACTED] = users, products
+            # Relationship types read in parallel sessions: the server's reads dominate, and
+            # they run while this process decodes another type's answer.
+            with ThreadPoolExecutor(EXPORT_SESSIONS) as pool:
+                events_job = pool.submit(
+                    self._in_session, self._event_columns, internal[Label.USER], index
+                )
+                edge_jobs = {
+                    rel: pool.submit(
+                        self._in_session,
+                        self._edge_columns,
+                        rel,
+                        internal[REL_ENDPOINTS[rel][0]],
+                        index,
+                    )
+                    for rel in EDGE_RELS
+                }
+                products = self._rows(ProductRow, _PRODUCT_ROWS)
+                category_names = [name for _, name in sorted(self._collect(_CATEGORY_ROWS))]
+                edges = {rel: job.result() for rel, job in edge_jobs.items()}
+                users, items, events = events_job.result()
+            edges[Rel.INTERACTED] = users, items
             return GraphColumns(
                 ids=ids,
-                products=self._rows(ProductRow, _PRODUCT_ROWS),
-                category_names=[name for _, name in sorted(self._collect(_CATEGORY_ROWS))],
+                products=products,
+                category_names=category_names,
                 edges=edges,
                 events=events,
             )
 
+    def _in_session(self, read: Callable[..., T], *args: Any) -> T:
+        with self._quiet_session() as session:
+            return read(session, *args)
+
     def _edge_columns(
         self, session: neo4j.Session, rel: Rel, sources: np.ndarray, index: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        src, dst = REL_ENDPOINTS[rel]
+        # No label checks: `sources` are nodes of the type's source label, and kgrec writes a
+        # type only between its two labels (REL_ENDPOINTS); a check reads every node record.
         query = _q(
-            f"UNWIND $ids AS i MATCH (a:{src}) WHERE id(a) = i "
-            f"MATCH (a)-[:{rel}]->(b:{dst}) RETURN collect(i), collect(id(b))"
+            f"UNWIND $ids AS i MATCH (a) WHERE id(a) = i "
+            f"MATCH (a)-[:{rel}]->(b) RETURN collect(i), collect(id(b))"
         )
         parts = [
             tuple(
@@ -415,8 +447,8 @@ class Neo4jStore(Store):
         self, session: neo4j.Session, users: np.ndarray, index: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         query = _q(
-            f"UNWIND $ids AS i MATCH (a:{Label.USER}) WHERE id(a) = i "
-            f"MATCH (a)-[r:{Rel.INTERACTED}]->(b:{Label.PRODUCT}) "
+            "UNWIND $ids AS i MATCH (a) WHERE id(a) = i "
+            f"MATCH (a)-[r:{Rel.INTERACTED}]->(b) "
             "RETURN collect([i, id(b), r.rating, r.ts, r.price, r.kind, r.session, r.key])"
         )
         parts = []
@@ -566,6 +598,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 EXPORT_CHUNK = 20_000  # source nodes per export query
+EXPORT_SESSIONS = 2  # relationship types read at once
 
 
 def _chunks(nodes: np.ndarray) -> Iterator[list[int]]:

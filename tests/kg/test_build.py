@@ -64,6 +64,7 @@ def test_killed_build_reruns_to_clean_counts(neo4j_clean, tmp_path: Path) -> Non
                       rejects_path=tmp_path / "ref.jsonl")  # fmt: skip
     args = [*KGREC, "build", "--catalogue", str(META), "--interactions", str(RATINGS)]
     args += ["--store", neo4j_clean.uri, "--rejects", str(tmp_path / "r.jsonl"), "--json"]
+    args += ["--no-bulk"]  # the Bolt path, whose batches a kill interrupts
     with Neo4jStore(neo4j_clean.uri, neo4j_clean.user, neo4j_clean.password) as store:
         try:
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
