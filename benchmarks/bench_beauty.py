@@ -87,7 +87,7 @@ FUSED_VARIANTS = {
 VARIANTS = (*FUSED_VARIANTS, "sasrec", "lightgcn", "text-only", "popularity")
 DETERMINISTIC = ("text-only", "popularity")  # one run; seeds change nothing
 CONVENTIONS = {"masked": True, "unmasked": False}
-LAMBDAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 CURVE_METRICS = ("ndcg@10", "hr@10", "ild_category@10", "category_distance@10", "ild_brand@10")
 
 

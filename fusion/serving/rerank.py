@@ -91,19 +91,16 @@ def diversify_batch(relevance: Tensor, distance: Tensor, k: int, diversity: floa
         return by_relevance[:, :k]
     finite = relevance.isfinite()
     best = relevance.masked_fill(~finite, -torch.inf).max(1, keepdim=True).values
-    likely = torch.exp(relevance - best.nan_to_num(0, neginf=0)).masked_fill(~finite, 0)
-    spread = torch.zeros_like(likely)  # summed distance to the answers picked so far
-    picked = torch.zeros_like(relevance, dtype=torch.bool)
+    likely = torch.exp(relevance - best.nan_to_num(0, neginf=0))
+    # Masked candidates come after every rankable one; picked ones never again.
+    base = ((1 - diversity) * likely).masked_fill(~finite, -torch.finfo(likely.dtype).max)
+    spread = torch.zeros_like(base)  # summed distance to the answers picked so far
     rows = torch.arange(relevance.size(0))
     for step in range(k):
-        gain = (1 - diversity) * likely + diversity * spread / max(step, 1)
-        gain = gain.masked_fill(~finite, -torch.finfo(gain.dtype).max).masked_fill(
-            picked, -torch.inf
-        )
-        pick = torch.argmax(gain, dim=1)  # the first of equals
-        picked[rows, pick] = True
-        spread = spread + distance[rows, pick]
-    chosen = picked.gather(1, by_relevance)  # the picked, in relevance order
+        pick = torch.argmax(base + (diversity / max(step, 1)) * spread, dim=1)  # first of equals
+        base[rows, pick] = -torch.inf
+        spread += distance[rows, pick]
+    chosen = base.isneginf().gather(1, by_relevance)  # the picked, in relevance order
     return by_relevance[chosen].view(-1, k)
 
 
@@ -142,11 +139,13 @@ class DiversifiedScorer:
 
 def _jaccard(sets: Tensor) -> Tensor:
     """[..., P, P]: shared / either of the label sets `sets` [..., P, m] (-1 = padding); 0 where
-    both are empty."""
-    known = sets >= 0
-    equal = sets.unsqueeze(-2).unsqueeze(-1) == sets.unsqueeze(-3).unsqueeze(-2)  # [.., P, P, m, m]
-    both = known.unsqueeze(-2).unsqueeze(-1) & known.unsqueeze(-3).unsqueeze(-2)
-    shared = (equal & both).sum((-1, -2)).float()
-    size = known.sum(-1).float()
+    both are empty. Through a multi-hot of the labels present, so the cost grows with the
+    pool, not with the catalogue's number of categories."""
+    present, index = torch.unique(sets, return_inverse=True)
+    hot = torch.zeros(*sets.shape[:-1], present.numel()).scatter_(-1, index, 1.0)
+    if present[0] < 0:
+        hot[..., 0] = 0  # the padding
+    shared = hot @ hot.transpose(-1, -2)
+    size = hot.sum(-1)
     either = size.unsqueeze(-1) + size.unsqueeze(-2) - shared
     return shared / either.clamp(min=1)
