@@ -117,15 +117,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    t0 = time.time()
-    catalogue = read_beauty(DATA / "amazon-beauty-2014", log=RejectLog())
-    clean(catalogue, external="drop")
-    data = to_heterodata(Snapshot.from_catalogue(catalogue))
     if args.section == "report":
-        report_recommend(make_split(data, "recommend", "interacted"))
+        report_recommend(make_split(beauty_graph(), "recommend", "interacted"))
         return
-    text, text_model = text_vectors(data, progress=False)
-    print(f"graph + text vectors in {time.time() - t0:.0f} s", flush=True)
+    data, text, text_model = load_beauty()
 
     if args.section == "recommend":
         for variant in args.variants:
@@ -139,6 +134,22 @@ def main() -> None:
     else:
         for relation in args.relations:
             run_cold(data, text, text_model, relation, args)
+
+
+def beauty_graph():
+    """The cleaned Beauty catalogue as a HeteroData graph."""
+    catalogue = read_beauty(DATA / "amazon-beauty-2014", log=RejectLog())
+    clean(catalogue, external="drop")
+    return to_heterodata(Snapshot.from_catalogue(catalogue))
+
+
+def load_beauty() -> tuple:
+    """(graph, product text vectors, text model id)."""
+    t0 = time.time()
+    data = beauty_graph()
+    text, text_model = text_vectors(data, progress=False)
+    print(f"graph + text vectors in {time.time() - t0:.0f} s", flush=True)
+    return data, text, text_model
 
 
 def run_recommend(data, text, text_model, variant: str, seed: int, args) -> None:
@@ -365,9 +376,9 @@ def _differences(results: dict, samples: dict) -> dict:
     return out
 
 
-def run_curve(data, text, text_model) -> None:
-    """NDCG@10 and category diversity of the fused-crawled seed-0 lists re-ranked by the
-    serving re-ranker (`fusion.serving.rerank`) for each λ."""
+def curve_inputs(data, text, text_model) -> tuple:
+    """The fused-crawled seed-0 model ready to score test users, its split, its unit product
+    vectors and the products' category `label_sets`."""
     record = torch.load(RUNS / "fused-crawled-seed0.pt", weights_only=False)
     split = make_split(data, "recommend", "interacted")
     model = fused_model(split, text, text_model, 0)
@@ -380,7 +391,14 @@ def run_curve(data, text, text_model) -> None:
     categories: list[list[int]] = [[] for _ in range(split.num_products)]
     for p, c in zip(src.tolist(), dst.tolist(), strict=True):
         categories[p].append(c)
-    distance = ProductDistance(vectors, label_sets(categories))
+    return model, split, vectors, label_sets(categories)
+
+
+def run_curve(data, text, text_model) -> None:
+    """NDCG@10 and category diversity of the fused-crawled seed-0 lists re-ranked by the
+    serving re-ranker (`fusion.serving.rerank`) for each λ."""
+    model, split, vectors, categories = curve_inputs(data, text, text_model)
+    distance = ProductDistance(vectors, categories)
     exclusions = split.exclusions("test", True)
     scorers = {
         f"λ={lam}": DiversifiedScorer(model, distance, lam, exclusions, split.candidates)
