@@ -27,6 +27,7 @@ from fusion.evaluation.metrics import top_k
 from fusion.serving.rerank import ProductDistance, diversify_batch
 
 K, POOL = 10, 100
+CHUNK = 1024  # queries re-ranked at once (a pool's distances are [CHUNK, POOL, POOL])
 LAMBDAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 OUT = RESULTS / "rerank_ablation.json"
 # name: (relevance, objective, similarity, shown in relevance order, pool)
@@ -115,7 +116,13 @@ def main() -> None:
     for name, variant in VARIANTS.items():
         points = []
         for lam in LAMBDAS:
-            point = measure(rerank(score, pool, distance, brand, variant, lam), target, lists)
+            top = torch.cat(
+                [
+                    rerank(s, p, distance, brand, variant, lam)
+                    for s, p in zip(score.split(CHUNK), pool.split(CHUNK), strict=True)
+                ]
+            )
+            point = measure(top, target, lists)
             points.append({"lambda": lam} | {m: v / base[m] - 1 for m, v in point.items()})
         within = [p for p in points if p["ndcg@10"] >= -0.05]
         best = max(within, key=lambda p: p["category_distance"], default=None)
