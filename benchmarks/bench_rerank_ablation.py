@@ -2,17 +2,23 @@
 Beauty fused-crawled seed-0 model (the model `bench_beauty.py curve` uses).
 
     python benchmarks/bench_rerank_ablation.py    # → results/rerank_ablation.json
+    python benchmarks/bench_rerank_ablation.py --only "catalogue probability, pool 3k"
 
 Each test user's 100 best rankable products (history masked, as the harness does) are scored
 once; every variant re-ranks the same pools for a grid of λ, and reports NDCG@10 and the
 category diversity of the lists (`fusion.evaluation.beyond`) against λ = 0. Variants change one
 thing at a time, from the MMR the project served before (min–max relevance, distance to the
 closest answer picked, similarity = mean of category Jaccard, same brand and clipped cosine,
-greedy order, pool 3k) to the serving re-ranker (`fusion.serving.rerank.diversify_batch`).
+greedy order, pool 3k) to the serving re-ranker (`fusion.serving.rerank.diversify_batch`),
+and one it does not serve: relevance as the model's probability over the whole catalogue
+(softmax of every product's score), so λ trades expected hits for variety at the same rate for
+every user (it needs every product's score: `recommend` has them, `related`'s cosines are no
+logits).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -40,11 +46,14 @@ VARIANTS = {
     "+ relative probability (served)": ("probability", "mean", "category", True, 50),
     "served, pool 3k": ("probability", "mean", "category", True, 30),
     "served, pool 10k": ("probability", "mean", "category", True, 100),
+    "catalogue probability, pool 3k": ("catalogue", "mean", "category", True, 30),
 }
+CATALOGUE_LAMBDAS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05)  # absolute probabilities are small
 
 
 def rerank(scores: Tensor, pool: Tensor, distance: ProductDistance, brand: Tensor, variant, lam):
-    """[B, K] products: the pools `pool` [B, POOL] (best first, `scores` theirs) re-ranked."""
+    """[B, K] products: the pools `pool` [B, POOL] (best first, `scores` theirs: log-softmax
+    over the catalogue) re-ranked."""
     relevance_kind, objective, similarity_kind, by_relevance, size = variant
     pool, scores = pool[:, :size], scores[:, :size]
     apart = distance(pool)
@@ -54,6 +63,8 @@ def rerank(scores: Tensor, pool: Tensor, distance: ProductDistance, brand: Tenso
     relevance = (scores - low) / (high - low).clamp(min=1e-12)
     if relevance_kind == "probability":
         relevance = torch.exp(scores - high)
+    elif relevance_kind == "catalogue":
+        relevance = torch.exp(scores)
     similarity = 1 - apart
     if similarity_kind != "category":
         b, v = brand[pool], distance.vectors[pool]
@@ -85,6 +96,9 @@ def measure(top: Tensor, target: Tensor, lists: ListMetrics) -> dict[str, float]
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="*", choices=VARIANTS, help="re-run these, keep the rest")
+    only = parser.parse_args().only or list(VARIANTS)
     torch.set_num_threads(1)
     model, split, vectors, categories = curve_inputs(*load_beauty())
     distance = ProductDistance(vectors, categories)
@@ -96,9 +110,14 @@ def main() -> None:
     with torch.no_grad():
         for batch in queries.split(512):
             full = model.full_sort_predict(batch).float()
-            pool = top_k(full, [exclusions[q] for q in batch.tolist()], POOL, split.candidates)
+            excluded = [exclusions[q] for q in batch.tolist()]
+            pool = top_k(full, excluded, POOL, split.candidates)
+            # Log-probabilities over the rankable products (the others masked, as the lists).
+            rankable = full.masked_fill(~split.candidates, -math.inf)
+            for row, items in enumerate(excluded):
+                rankable[row, items] = -math.inf
             pools.append(pool)
-            scores.append(full.gather(1, pool))
+            scores.append(full.gather(1, pool) - torch.logsumexp(rankable, 1, keepdim=True))
     pool, score = torch.cat(pools), torch.cat(scores)
     target = torch.cat([targets[q] for q in queries.tolist()])
     graph = split.train_graph
@@ -113,9 +132,11 @@ def main() -> None:
     )
     base = measure(pool[:, :K], target, lists)
     out = {"num_queries": len(queries), "lambda_0": base, "variants": {}}
-    for name, variant in VARIANTS.items():
-        points = []
-        for lam in LAMBDAS:
+    if OUT.exists():
+        out["variants"] = json.loads(OUT.read_text())["variants"]
+    for name in only:
+        variant, points = VARIANTS[name], []
+        for lam in CATALOGUE_LAMBDAS if variant[0] == "catalogue" else LAMBDAS:
             top = torch.cat(
                 [
                     rerank(s, p, distance, brand, variant, lam)
@@ -128,6 +149,7 @@ def main() -> None:
         best = max(within, key=lambda p: p["category_distance"], default=None)
         out["variants"][name] = {"best_within_5pct_ndcg_loss": best, "relative_to_lambda_0": points}
         print(f"{name}: {json.dumps(best)}", flush=True)
+    out["variants"] = {name: out["variants"][name] for name in VARIANTS if name in out["variants"]}
     OUT.write_text(json.dumps(out, indent=2) + "\n")
 
 
