@@ -36,7 +36,7 @@ Weights = Annotated[
 Diversity = Annotated[
     float,
     typer.Option(
-        min=0.0, max=1.0, help="Trade relevance for varied categories/brands (0: none, 1: most)."
+        min=0.0, max=1.0, help="Trade relevance for varied categories (0: none, 1: most)."
     ),
 ]
 

@@ -25,7 +25,7 @@ from fusion.config import check_weights, parse_weights
 from fusion.model.checkpoint import read_meta
 from fusion.serving.ann import AnnIndex
 from fusion.serving.query_model import load_query_model
-from fusion.serving.rerank import ProductSimilarity, label_sets, labels, mmr, pool_size
+from fusion.serving.rerank import ProductDistance, diversify, label_sets, pool_size
 from kg.errors import InvalidArgumentError, NotFoundError
 from kg.paths import Neo4jView, Path, category_name, kg_view, text_paths
 from kg.reasons import ReasonIndex
@@ -177,7 +177,7 @@ class Recommender:
         self.filters = FilterIndex(self.product_ids, self.products)
         self.view = kg_view(store)
         self._neighbours: tuple[Tensor, Tensor] | None = None  # see `precompute_neighbours`
-        self._similarity: ProductSimilarity | None = None  # built on the first diversified query
+        self._distance: ProductDistance | None = None  # built on the first diversified query
         self.ann: AnnIndex | None = None  # see `use_ann`
 
     @classmethod
@@ -234,7 +234,7 @@ class Recommender:
     ) -> list[Result]:
         """Products most similar to `product_id`; a product added to the graph after training is
         placed by its text. `diversity` λ in [0, 1] trades similarity for variety of
-        categories, brands and vectors among the answers (`fusion.serving.rerank`; 0: none)."""
+        categories among the answers (`fusion.serving.rerank`; 0: none)."""
         own, pool = self._product_idx.get(product_id), pool_size(k, diversity)
         hits = None if own is None else self._precomputed(own, pool, filters)
         if hits is None:
@@ -471,18 +471,16 @@ class Recommender:
     def _diversified(
         self, hits: list[tuple[str, float]], k: int, diversity: float
     ) -> list[tuple[str, float]]:
-        """The k of `hits` (relevance-ranked) MMR picks; the first k when `diversity` is 0."""
+        """The k of `hits` (relevance-ranked) `diversify` picks; the first k when `diversity`
+        is 0."""
         if diversity == 0 or len(hits) <= 1:
             return hits[:k]
-        if self._similarity is None:
-            self._similarity = ProductSimilarity(
-                self.vectors,
-                label_sets([p.categories if p else () for p in self._rows()]),
-                labels([p.brand.casefold() if p and p.brand else None for p in self._rows()]),
-            )
+        if self._distance is None:
+            categories = label_sets([p.categories if p else () for p in self._rows()])
+            self._distance = ProductDistance(self.vectors, categories)
         idx = torch.tensor([self._product_idx[pid] for pid, _ in hits])
         relevance = torch.tensor([score for _, score in hits])
-        return [hits[i] for i in mmr(relevance, self._similarity(idx), k, diversity)]
+        return [hits[i] for i in diversify(relevance, self._distance(idx), k, diversity)]
 
     def _rows(self) -> list[Product | None]:
         return [self.products.get(pid) for pid in self.product_ids]

@@ -1,13 +1,23 @@
-"""Diversity re-ranking by maximal marginal relevance (MMR, Carbonell & Goldstein 1998) over the
-knowledge graph's categories and brands and the model's product vectors, with one knob.
+"""Diversity re-ranking over the knowledge graph's category tree, with one knob λ.
 
-From a candidate pool ranked by relevance, answers are picked greedily: the next one maximises
-(1 − λ) · relevance − λ · (highest similarity to an answer already picked). Relevance is
-min–max scaled over the pool, so λ means the same whatever the model's score scale. Similarity
-of two products is the mean of: the Jaccard similarity of their category sets (shared / either;
-graded, so two products under neighbouring categories are closer than unrelated ones), same
-brand (0 where unknown), and the cosine of their vectors clipped at 0. λ = 0 keeps the
-relevance order exactly.
+From a pool of the most relevant candidates, k answers are picked greedily: the next one
+maximises (1 − λ) · relevance + λ · (its mean category distance to the answers already picked),
+and the k picked are then shown in relevance order (which answers, not their order, makes a
+list varied; the order only costs accuracy). This is max-sum diversification of the intra-list
+distance (Ziegler et al. 2005) rather than maximal marginal relevance's "distance to the closest
+one picked": it rewards a list whose pairs differ on average, which is what intra-list
+diversity measures, instead of chasing the single closest pair.
+
+- Relevance is the model's probability relative to the pool's best, exp(score − best score):
+  a recommend model's scores are the logits of its training softmax, so this is
+  p(answer) / p(best). A confident head (the best far above the rest) is kept; where the model
+  cannot tell the candidates apart, they are nearly equal and variety decides. λ means the same
+  whatever the catalogue, since only score differences count.
+- Distance of two products is the Jaccard distance of their category sets (1 − shared /
+  either), graded along the category tree (a product's set holds its categories' ancestors, so
+  Makeup > Lips and Makeup > Eyes share Makeup); where either product has no category, the
+  distance of their vectors, 1 − cosine clipped to [0, 1].
+- λ = 0 returns the relevance order unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from torch import Tensor
 from fusion.evaluation.metrics import top_k
 from kg.errors import InvalidArgumentError
 
-POOL_FACTOR = 3  # candidates considered per answer when diversifying
+POOL_FACTOR = 5  # candidates considered per answer when diversifying
 POOL_MIN_EXTRA = 20
 
 
@@ -35,14 +45,6 @@ def check_diversity(diversity: float) -> None:
         raise InvalidArgumentError(f"diversity must be within [0, 1], got {diversity}")
 
 
-def labels(keys: Sequence[Hashable | None]) -> Tensor:
-    """LongTensor: one label per distinct key, -1 where the key is None (unknown)."""
-    ids: dict[Hashable, int] = {}
-    return torch.tensor(
-        [-1 if key is None else ids.setdefault(key, len(ids)) for key in keys], dtype=torch.long
-    )
-
-
 def label_sets(keys: Sequence[Iterable[Hashable]]) -> Tensor:
     """[N, m] LongTensor: each row's distinct labels (one id per distinct key over all rows),
     padded with -1 to the longest row (m ≥ 1)."""
@@ -54,73 +56,70 @@ def label_sets(keys: Sequence[Iterable[Hashable]]) -> Tensor:
     return out
 
 
-class ProductSimilarity:
-    """Pairwise similarity of products from category sets, brand labels and unit vectors."""
+class ProductDistance:
+    """Pairwise distance of products: Jaccard distance of their category sets, or of their unit
+    vectors (1 − clipped cosine) where either has no category."""
 
-    def __init__(self, vectors: Tensor, categories: Tensor, brand: Tensor) -> None:
-        """`categories`: `label_sets` of the products' categories; `brand`: `labels`."""
-        self.vectors, self.categories, self.brand = vectors, categories, brand
+    def __init__(self, vectors: Tensor, categories: Tensor) -> None:
+        """`vectors` [N, d] unit rows; `categories`: `label_sets` of the products' categories."""
+        self.vectors, self.categories = vectors, categories
 
     def __call__(self, idx: Tensor) -> Tensor:
-        """[P, P] similarities of the products `idx` [P], or [B, P, P] for `idx` [B, P]."""
+        """[P, P] distances of the products `idx` [P], or [B, P, P] for `idx` [B, P]."""
+        sets = self.categories[idx]
+        known = (sets >= 0).any(-1)
         vectors = self.vectors[idx]
-        return (
-            _jaccard(self.categories[idx])
-            + _same(self.brand[idx])
-            + (vectors @ vectors.transpose(-1, -2)).clamp(min=0)
-        ) / 3
+        cosine = (vectors @ vectors.transpose(-1, -2)).clamp(0, 1)
+        both = known.unsqueeze(-1) & known.unsqueeze(-2)
+        return torch.where(both, 1 - _jaccard(sets), 1 - cosine)
 
 
-def mmr(relevance: Tensor, similarity: Tensor, k: int, diversity: float) -> list[int]:
-    """Positions (into `relevance` [P], best first) of the k answers MMR picks, `similarity`
-    [P, P] between the candidates, λ = `diversity`."""
-    return mmr_batch(relevance.unsqueeze(0), similarity.unsqueeze(0), k, diversity)[0].tolist()
+def diversify(relevance: Tensor, distance: Tensor, k: int, diversity: float) -> list[int]:
+    """Positions (into `relevance` [P], as shown) of the k answers picked with λ =
+    `diversity`, `distance` [P, P] between the candidates."""
+    return diversify_batch(relevance.unsqueeze(0), distance.unsqueeze(0), k, diversity)[0].tolist()
 
 
-def mmr_batch(relevance: Tensor, similarity: Tensor, k: int, diversity: float) -> Tensor:
-    """`mmr` for a batch of pools at once: [B, k] positions into `relevance` [B, P], with
-    `similarity` [B, P, P]. A candidate with a non-finite relevance (masked) comes last."""
+def diversify_batch(relevance: Tensor, distance: Tensor, k: int, diversity: float) -> Tensor:
+    """`diversify` for a batch of pools at once: [B, k] positions into `relevance` [B, P] (raw
+    scores), with `distance` [B, P, P]. A candidate with a non-finite relevance (masked) comes
+    last."""
     check_diversity(diversity)
     k = min(k, relevance.size(1))
+    by_relevance = torch.argsort(relevance, dim=1, descending=True, stable=True)
     if diversity == 0:
-        return torch.argsort(relevance, dim=1, descending=True, stable=True)[:, :k]
+        return by_relevance[:, :k]
     finite = relevance.isfinite()
-    known = relevance.masked_fill(~finite, torch.nan)
-    low = known.nan_to_num(torch.inf).min(1, keepdim=True).values
-    span = known.nan_to_num(-torch.inf).max(1, keepdim=True).values - low
-    scaled = torch.where(span > 0, (relevance - low) / span, torch.ones_like(relevance))
-    closest = torch.zeros_like(scaled)  # highest similarity to a picked answer
-    free = torch.ones_like(scaled, dtype=torch.bool)
+    best = relevance.masked_fill(~finite, -torch.inf).max(1, keepdim=True).values
+    likely = torch.exp(relevance - best.nan_to_num(0, neginf=0))
+    # Masked candidates come after every rankable one; picked ones never again.
+    base = ((1 - diversity) * likely).masked_fill(~finite, -torch.finfo(likely.dtype).max)
+    spread = torch.zeros_like(base)  # summed distance to the answers picked so far
     rows = torch.arange(relevance.size(0))
-    picked = torch.empty(relevance.size(0), k, dtype=torch.long)
     for step in range(k):
-        gain = (1 - diversity) * scaled - diversity * closest
-        gain = gain.masked_fill(~finite, -torch.finfo(gain.dtype).max).masked_fill(
-            ~free, -torch.inf
-        )
-        best = torch.argmax(gain, dim=1)  # the first of equals: ties keep the relevance order
-        picked[:, step] = best
-        free[rows, best] = False
-        closest = torch.maximum(closest, similarity[rows, best])
-    return picked
+        pick = torch.argmax(base + (diversity / max(step, 1)) * spread, dim=1)  # first of equals
+        base[rows, pick] = -torch.inf
+        spread += distance[rows, pick]
+    chosen = base.isneginf().gather(1, by_relevance)  # the picked, in relevance order
+    return by_relevance[chosen].view(-1, k)
 
 
 class DiversifiedScorer:
-    """A scorer whose top-k lists are re-ranked by MMR (what `--diversity` serves), for the
-    evaluation harness: each query's `pool_size` best rankable products (after `exclusions`,
-    as the metrics mask them) are re-ordered and lifted above every other product; the rest
-    keep the wrapped scorer's order."""
+    """A scorer whose top-k lists are re-ranked by `diversify` (what `--diversity` serves),
+    for the evaluation harness: each query's `pool_size` best rankable products (after
+    `exclusions`, as the metrics mask them) are re-chosen and lifted above every other product;
+    the rest keep the wrapped scorer's order."""
 
     def __init__(
         self,
         scorer,  # noqa: ANN001 - any harness Scorer
-        similarity: ProductSimilarity,
+        distance: ProductDistance,
         diversity: float,
         exclusions: dict[int, Tensor],
         candidates: Tensor,
         k: int = 10,
     ) -> None:
-        self.scorer, self.similarity, self.diversity = scorer, similarity, diversity
+        self.scorer, self.distance, self.diversity = scorer, distance, diversity
         self.exclusions, self.candidates, self.k = exclusions, candidates, k
 
     @torch.no_grad()
@@ -131,7 +130,7 @@ class DiversifiedScorer:
         ]
         pool = top_k(scores, excluded, pool_size(self.k, self.diversity), self.candidates)
         relevance = scores.gather(1, pool)
-        order = mmr_batch(relevance, self.similarity(pool), self.k, self.diversity)
+        order = diversify_batch(relevance, self.distance(pool), self.k, self.diversity)
         picked = pool.gather(1, order)
         top = scores.max().item() + 1
         lifted = top + torch.arange(picked.size(1), 0, -1, dtype=scores.dtype).expand_as(picked)
@@ -140,17 +139,13 @@ class DiversifiedScorer:
 
 def _jaccard(sets: Tensor) -> Tensor:
     """[..., P, P]: shared / either of the label sets `sets` [..., P, m] (-1 = padding); 0 where
-    both are empty."""
-    known = sets >= 0
-    equal = sets.unsqueeze(-2).unsqueeze(-1) == sets.unsqueeze(-3).unsqueeze(-2)  # [.., P, P, m, m]
-    both = known.unsqueeze(-2).unsqueeze(-1) & known.unsqueeze(-3).unsqueeze(-2)
-    shared = (equal & both).sum((-1, -2)).float()
-    size = known.sum(-1).float()
+    both are empty. Through a multi-hot of the labels present, so the cost grows with the
+    pool, not with the catalogue's number of categories."""
+    present, index = torch.unique(sets, return_inverse=True)
+    hot = torch.zeros(*sets.shape[:-1], present.numel()).scatter_(-1, index, 1.0)
+    if present[0] < 0:
+        hot[..., 0] = 0  # the padding
+    shared = hot @ hot.transpose(-1, -2)
+    size = hot.sum(-1)
     either = size.unsqueeze(-1) + size.unsqueeze(-2) - shared
     return shared / either.clamp(min=1)
-
-
-def _same(labels: Tensor) -> Tensor:
-    """[..., P, P]: 1 where two products of `labels` [..., P] share a known label."""
-    known = labels >= 0
-    return ((labels.unsqueeze(-1) == labels.unsqueeze(-2)) & known.unsqueeze(-1)).float()

@@ -69,7 +69,7 @@ K = Annotated[int, Query(ge=1, le=100, description="Number of answers.")]
 Explain = Annotated[bool, Query(description="Attach knowledge-graph paths to each answer.")]
 Diversity = Annotated[
     float,
-    Query(ge=0, le=1, description="Trade relevance for varied categories/brands (0: none)."),
+    Query(ge=0, le=1, description="Trade relevance for varied categories (0: none)."),
 ]
 Weights = Annotated[
     str | None,

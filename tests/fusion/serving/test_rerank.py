@@ -1,4 +1,4 @@
-"""Diversity re-ranking (MMR): λ = 0 changes nothing; λ > 0 varies the categories of answers."""
+"""Diversity re-ranking: λ = 0 changes nothing; λ > 0 varies the categories of answers."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from fusion.cli import app
 from fusion.serving.recommender import Recommender
 from fusion.serving.rerank import (
     DiversifiedScorer,
-    ProductSimilarity,
+    ProductDistance,
+    diversify,
+    diversify_batch,
     label_sets,
-    labels,
-    mmr,
-    mmr_batch,
     pool_size,
 )
 from fusion.serving.rest import create_app
@@ -25,17 +24,55 @@ from kg.stores import EmbeddedStore
 from tests.fusion.serving.test_recommender import TinyModel, write_slice
 
 
-def test_mmr_by_hand() -> None:
-    relevance = torch.tensor([1.0, 0.9, 0.8])
-    similarity = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    assert mmr(relevance, similarity, 3, 0.0) == [0, 1, 2]
-    # Scaled relevance 1, 0.5, 0. Pick 0; then 1 scores 0.5·0.5 − 0.5·1 < 2's 0 − 0.
-    assert mmr(relevance, similarity, 3, 0.5) == [0, 2, 1]
-    assert mmr(relevance, similarity, 2, 1.0) == [0, 2]
+def test_diversify_by_hand() -> None:
+    relevance = torch.tensor([2.0, 1.9, 1.0, 0.0])  # likelihood vs the best: 1, .905, .368, .135
+    distance = 1 - torch.tensor(
+        [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    )  # 0 and 1 share a category; 2 and 3 differ from everyone
+    assert diversify(relevance, distance, 3, 0.0) == [0, 1, 2]
+    # After 0: 1 gains .7 · .905 = .634 > 2's .7 · .368 + .3 · 1 = .558.
+    assert diversify(relevance, distance, 2, 0.3) == [0, 1]
+    # At λ = .5: 2 gains .684 > 3's .568 > 1's .452.
+    assert diversify(relevance, distance, 2, 0.5) == [0, 2]
+    # Picked 0, 2, then 1 (.452 + .5 · mean distance .5 = .702 > 3's .568); shown by relevance.
+    assert diversify(relevance, distance, 3, 0.5) == [0, 1, 2]
+    assert diversify(relevance, distance, 2, 1.0) == [0, 2]  # ties: the more relevant
     with pytest.raises(ValueError, match="diversity"):
-        mmr(relevance, similarity, 2, 1.5)
-    assert pool_size(10, 0.0) == 10 and pool_size(10, 0.3) == 30
-    assert labels(["a", None, "b", "a"]).tolist() == [0, -1, 1, 0]
+        diversify(relevance, distance, 2, 1.5)
+    assert pool_size(10, 0.0) == 10 and pool_size(10, 0.3) == 50
+
+
+def test_a_confident_head_is_kept_and_an_uncertain_tail_varied() -> None:
+    """Relevance is the model's probability relative to the best answer: the same λ keeps a
+    far-ahead second answer of the same category and swaps a barely-ahead one."""
+    distance = 1 - torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    confident = torch.tensor([9.0, 8.9, 4.0])  # the third is e^-5 as likely
+    uncertain = torch.tensor([1.0, 0.9, 0.8])
+    assert diversify(confident, distance, 2, 0.3) == [0, 1]
+    assert diversify(uncertain, distance, 2, 0.3) == [0, 2]
+
+
+def _pairwise_distance(distance: torch.Tensor, picked: list[int]) -> float:
+    pairs = [(a, b) for i, a in enumerate(picked) for b in picked[i + 1 :]]
+    return sum(distance[a, b].item() for a, b in pairs) / len(pairs)
+
+
+def test_more_diversity_never_gives_a_less_varied_list() -> None:
+    """A pool led by one category (six lipsticks), then eye and skin products, graded by a
+    category tree: the list's mean category distance does not fall as λ rises, and the
+    relevance it gives up does not shrink."""
+    tree = [["beauty", "makeup", "lips"]] * 6 + [["beauty", "makeup", "eyes"]] * 3
+    tree += [["beauty", "skin"]] * 3 + [["beauty", "hair"]] * 2
+    distance = ProductDistance(torch.zeros(len(tree), 2), label_sets(tree))(torch.arange(len(tree)))
+    relevance = torch.linspace(3.0, 0.0, len(tree))
+    levels = [i / 10 for i in range(11)]
+    picks = [diversify(relevance, distance, 5, level) for level in levels]
+    spread = [_pairwise_distance(distance, p) for p in picks]
+    kept = [relevance[p].sum().item() for p in picks]
+    assert all(a <= b + 1e-9 for a, b in zip(spread, spread[1:], strict=False))
+    assert all(a >= b - 1e-9 for a, b in zip(kept, kept[1:], strict=False))
+    assert picks[0] == [0, 1, 2, 3, 4] and spread[-1] > spread[0] + 0.3
+    assert {tuple(tree[i]) for i in picks[-1]} >= {("beauty", "skin"), ("beauty", "hair")}
 
 
 class CategoryModel(TinyModel):
@@ -43,8 +80,8 @@ class CategoryModel(TinyModel):
 
     def __init__(self, catalogue) -> None:
         super().__init__(catalogue)
-        keys = [frozenset(catalogue.products[pid].categories) for pid in self.product_ids]
-        label = labels(keys)
+        keys = [[frozenset(catalogue.products[pid].categories)] for pid in self.product_ids]
+        label = label_sets(keys)[:, 0]
         g = torch.Generator().manual_seed(1)
         centre = torch.randn(int(label.max()) + 1, self.vectors.shape[1], generator=g)
         noise = torch.randn(self.vectors.shape, generator=g)
@@ -125,25 +162,28 @@ def test_rest_and_cli_take_the_knob(rec: Recommender, monkeypatch, tmp_path) -> 
     assert CliRunner().invoke(app, ["related", pid, "--diversity", "2", *common]).exit_code == 2
 
 
-def test_batched_mmr_is_mmr_per_row() -> None:
+def test_batched_is_one_row_at_a_time() -> None:
     g = torch.Generator().manual_seed(0)
     relevance = torch.rand(6, 12, generator=g)
     vectors = F.normalize(torch.randn(6, 12, 4, generator=g), dim=-1)
-    similarity = (vectors @ vectors.transpose(1, 2)).clamp(min=0)
+    distance = 1 - (vectors @ vectors.transpose(1, 2)).clamp(min=0)
     for level in (0.0, 0.3, 1.0):
-        batch = mmr_batch(relevance, similarity, 5, level)
+        batch = diversify_batch(relevance, distance, 5, level)
         assert batch.tolist() == [
-            mmr(r, s, 5, level) for r, s in zip(relevance, similarity, strict=True)
+            diversify(r, d, 5, level) for r, d in zip(relevance, distance, strict=True)
         ]
+    plain = diversify_batch(relevance, distance, 12, 0.0)
+    assert plain.tolist() == relevance.argsort(1, descending=True).tolist()
     # A masked candidate (-inf) is never picked while a rankable one is left.
     relevance[:, 0] = -torch.inf
-    assert not (mmr_batch(relevance, similarity, 11, 0.5) == 0).any()
+    assert not (diversify_batch(relevance, distance, 11, 0.5) == 0).any()
+    assert (diversify_batch(relevance, distance, 12, 0.5)[:, -1] == 0).all()
 
 
 def test_diversified_scorer_reorders_the_top_k_only() -> None:
     scores = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
     category = label_sets([["a"], ["a"], ["b"], ["b"], ["c"], ["c"]])
-    similarity = ProductSimilarity(torch.eye(6), category, torch.full((6,), -1))
+    distance = ProductDistance(torch.eye(6), category)
 
     class Fixed:
         def full_sort_predict(self, query_idx, stage="test"):
@@ -151,31 +191,33 @@ def test_diversified_scorer_reorders_the_top_k_only() -> None:
 
     candidates = torch.ones(6, dtype=torch.bool)
     exclusions = {0: torch.tensor([1])}  # product 1 is the user's own: never picked
-    plain = DiversifiedScorer(Fixed(), similarity, 0.0, exclusions, candidates, k=3)
+    plain = DiversifiedScorer(Fixed(), distance, 0.0, exclusions, candidates, k=3)
     assert plain.full_sort_predict(torch.tensor([0])).argsort(descending=True)[0, :3].tolist() == [
         0,
         2,
         3,
     ]
-    varied = DiversifiedScorer(Fixed(), similarity, 0.9, exclusions, candidates, k=3)
+    varied = DiversifiedScorer(Fixed(), distance, 0.9, exclusions, candidates, k=3)
     top = varied.full_sort_predict(torch.tensor([0])).argsort(descending=True)[0].tolist()
     assert top[:3] == [0, 2, 4]  # one per category
     assert top[3:] == [1, 3, 5]  # below the lifted three, the old order (the metrics mask 1)
 
 
-def test_category_similarity_is_graded() -> None:
+def test_category_distance_is_graded_with_vectors_where_unknown() -> None:
     sets = label_sets([["lips", "makeup"], ["makeup"], ["skin"], [], ["makeup", "lips"]])
     assert sets.tolist() == [[0, 1], [1, -1], [2, -1], [-1, -1], [0, 1]]
-    similarity = ProductSimilarity(torch.zeros(5, 2), sets, torch.full((5,), -1))
-    # Jaccard of the category sets, over 3 (brand unknown, zero vectors).
+    vectors = F.normalize(torch.tensor([[1.0, 0], [1, 1], [0, 1], [1, 0], [-1, 0]]), dim=-1)
+    distance = ProductDistance(vectors, sets)
+    # Jaccard distance of the category sets; product 3 has none: 1 − clipped cosine.
+    h = 1 - 0.5**0.5
     expected = torch.tensor(
         [
-            [1, 0.5, 0, 0, 1],
-            [0.5, 1, 0, 0, 0.5],
-            [0, 0, 1, 0, 0],
-            [0, 0, 0, 0, 0],
-            [1, 0.5, 0, 0, 1],
+            [0, 0.5, 1, 0, 0],
+            [0.5, 0, 1, h, 0.5],
+            [1, 1, 0, 1, 1],
+            [0, h, 1, 0, 1],
+            [0, 0.5, 1, 1, 0],
         ]
     )
-    assert torch.allclose(3 * similarity(torch.tensor([0, 1, 2, 3, 4])), expected)
-    assert similarity(torch.tensor([[0, 1], [2, 4]])).shape == (2, 2, 2)
+    assert torch.allclose(distance(torch.tensor([0, 1, 2, 3, 4])), expected, atol=1e-6)
+    assert distance(torch.tensor([[0, 1], [2, 4]])).shape == (2, 2, 2)
