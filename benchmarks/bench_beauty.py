@@ -89,6 +89,7 @@ DETERMINISTIC = ("text-only", "popularity")  # one run; seeds change nothing
 CONVENTIONS = {"masked": True, "unmasked": False}
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 CURVE_METRICS = ("ndcg@10", "hr@10", "ild_category@10", "category_distance@10", "ild_brand@10")
+EXPOSURE_METRICS = ("coverage@10", "gini@10")
 
 
 def main() -> None:
@@ -306,7 +307,89 @@ def summary_markdown(reports: dict[str, dict]) -> str:
     lines += ["| --- |" + " ---: |" * len(beyond)]
     for name in masked["results"]:
         lines.append(f"| {name} | " + " | ".join(_cell(masked, name, m) for m in beyond) + " |")
+    lines += ["", "Targets (issue 17), checked from these reports:", ""]
+    lines += [f"- {line}" for line in target_lines(reports)]
     return "\n".join(lines) + "\n"
+
+
+def target_lines(reports: dict[str, dict]) -> list[str]:
+    """Each target of the Beauty comparison, met (✓) or not (✗): a fused variant's interval
+    entirely above SASRec's, masked and unmasked; coverage ≥ 2× LightGCN's at an NDCG@10 not
+    lower; the re-ranker's +20% category distance for ≤ 5% NDCG@10 loss (beyond_accuracy.json)."""
+    lines = []
+    for name in ("fused-crawled", "fused-derived"):
+        for convention, report in reports.items():
+            if {name, "sasrec"} - set(report["results"]):
+                continue
+            cells = []
+            for metric in ("ndcg@10", "hr@10"):
+                above = (
+                    report["intervals"][name][metric][0] > report["intervals"]["sasrec"][metric][1]
+                )
+                cells.append(
+                    f"{metric} {_cell(report, name, metric)} vs {_cell(report, 'sasrec', metric)} "
+                    + ("✓" if above else "✗")
+                )
+            lines.append(f"{name} above SASRec, {convention}: " + "; ".join(cells))
+    masked = reports["masked"]
+    for name in ("fused-crawled", "fused-derived"):
+        key = f"{name} vs lightgcn: "
+        if key + "coverage@10" not in masked["differences"]:
+            continue
+        ratio = masked["differences"][key + "coverage@10"]["ratio"]
+        ndcg = masked["differences"][key + "ndcg@10"]["call"]
+        met = ratio >= 2 and ndcg != "lower"
+        lines.append(
+            f"coverage@10 of {name} {ratio:.2f}× LightGCN's (≥ 2×), NDCG@10 {ndcg} "
+            + ("✓" if met else "✗")
+        )
+    lines += _reranked_coverage(masked)
+    if BEYOND.exists():
+        curve = json.loads(BEYOND.read_text())["curve"]
+        if not curve["target_met_at_lambda"]["category_distance@10"]:
+            lines.append("re-ranker: no λ reaches +20% category distance for ≤ 5% NDCG@10 loss ✗")
+        for point in curve["points"]:
+            change = point["relative_to_lambda_0"]
+            ndcg, spread = change["ndcg@10"], change["category_distance@10"]
+            if point["lambda"] in curve["target_met_at_lambda"]["category_distance@10"]:
+                lines.append(
+                    f"re-ranker λ = {point['lambda']}: category distance "
+                    f"{spread['change']:+.1%} {_percent(spread['interval'])}, NDCG@10 "
+                    f"{ndcg['change']:+.1%} {_percent(ndcg['interval'])} (+20% for ≤ 5%) ✓"
+                )
+    return lines
+
+
+def _reranked_coverage(masked: dict) -> list[str]:
+    """The coverage target for fused-crawled served with the re-ranker: the smallest λ of the
+    curve whose coverage@10 is ≥ 2× LightGCN's with an NDCG@10 interval above LightGCN's."""
+    if not BEYOND.exists() or "lightgcn" not in masked["results"]:
+        return []
+    points = json.loads(BEYOND.read_text())["curve"]["points"]
+    lightgcn, (_, ndcg_high) = (
+        masked["results"]["lightgcn"],
+        masked["intervals"]["lightgcn"]["ndcg@10"],
+    )
+    for point in points:
+        if "coverage@10" not in point:
+            return []
+        ratio = point["coverage@10"] / lightgcn["coverage@10"]
+        if ratio >= 2 and point["intervals"]["ndcg@10"][0] > ndcg_high:
+            return [
+                f"coverage@10 of fused-crawled seed 0 with `--diversity {point['lambda']}` "
+                f"{point['coverage@10']:.4f} = {ratio:.2f}× LightGCN's "
+                f"{lightgcn['coverage@10']:.4f} at NDCG@10 {point['ndcg@10']:.4f} vs "
+                f"{lightgcn['ndcg@10']:.4f} (higher) ✓"
+            ]
+    best = max(points, key=lambda p: p["coverage@10"])
+    return [
+        f"coverage@10 of fused-crawled seed 0 with the re-ranker: at most "
+        f"{best['coverage@10'] / lightgcn['coverage@10']:.2f}× LightGCN's (λ = {best['lambda']}) ✗"
+    ]
+
+
+def _percent(interval: list[float]) -> str:
+    return f"[{interval[0]:+.1%}, {interval[1]:+.1%}]"
 
 
 def _training(runs: list[dict]) -> str:
@@ -416,6 +499,11 @@ def run_curve(data, text, text_model) -> None:
         point = {m: report["results"][name][m] for m in picked}
         entry = {"lambda": lam, **point}
         entry["intervals"] = {m: report["intervals"][name][m] for m in picked}
+        for m in EXPOSURE_METRICS:  # corpus-level: a value per list set, not per user
+            entry[m], entry["intervals"][m] = (
+                report["results"][name][m],
+                report["intervals"][name][m],
+            )
         entry["relative_to_lambda_0"] = {
             m: {
                 "change": point[m] / points[0][m] - 1 if points else 0.0,
