@@ -60,11 +60,11 @@ from fusion.model.checkpoint import load_checkpoint
 from fusion.model.fused import FusedModel
 from fusion.pipeline import train as run_train
 from fusion.training.tasks import attach_histories
+from kg.catalogue import Catalogue
 from kg.cleaning import clean
 from kg.export import to_heterodata
 from kg.readers import read_beauty
 from kg.rejects import RejectLog
-from kg.schema import Catalogue
 from kg.stores import Snapshot, open_store
 from kg.update import apply_delta
 

@@ -86,7 +86,8 @@ def step_clear(store: str | None) -> dict:
 def step_build(catalogue: str, rejects: str, store: str | None) -> dict:
     """`kgrec build` through its API, timing the relationship writes as bench_ingest does; the
     bulk path (neo4j-admin import) has no per-type steps: its rate is every relationship over
-    the whole write (CSV files, server stop, import, restart, constraints)."""
+    the whole write (columns, CSV files, server stop, import, restart, constraints), and over
+    the whole build (reading and cleaning too)."""
     from kg.build import WRITE_BULK, build
 
     timer = _StepTimer()
@@ -103,11 +104,11 @@ def step_build(catalogue: str, rejects: str, store: str | None) -> dict:
     if summary.write != WRITE_BULK:
         return {**result, **timer.rates(summary.relationships)}
     rels = sum(summary.relationships.values())
-    stages = {name: round(s, 1) for name, s in timer.seconds.items() if name.startswith("import")}
     return {
         **result,
         "build_relationships_per_s": round(rels / summary.write_seconds),
-        "write_stages_s": stages,
+        "whole_build_relationships_per_s": round(rels / summary.seconds),
+        "stages_s": {name: round(s, 1) for name, s in timer.seconds.items()},
     }
 
 
@@ -141,30 +142,6 @@ class _StepTimer:
                 if self.seconds[r] and relationships.get(r)
             },
         }
-
-
-def step_load(catalogue: str, store: str | None) -> dict:
-    """The synthetic catalogue written straight from its files (`synth_load.py`: the graph
-    `kgrec build` writes, without holding it all as Python objects first)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from synth_load import load
-
-    from kg.stores import Neo4jStore, open_store
-
-    timer = _StepTimer()
-    start = time.perf_counter()
-    with open_store(store) as s:
-        if not isinstance(s, Neo4jStore):
-            raise SystemExit("the direct loader writes to Neo4j only")
-        load(Path(catalogue), s, timer)
-        counts = s.counts()
-    return {
-        "loader": "benchmarks/synth_load.py",
-        "build_s": round(time.perf_counter() - start, 2),
-        "nodes": counts["nodes"],
-        "relationships": counts["relationships"],
-        **timer.rates(counts["relationships"]),
-    }
 
 
 def step_export(store: str | None) -> dict:
@@ -236,7 +213,6 @@ def step_serve(checkpoint: str, store: str | None) -> dict:
 STEPS = {
     "clear": step_clear,
     "build": step_build,
-    "load": step_load,
     "export": step_export,
     "serve": step_serve,
 }
@@ -276,10 +252,7 @@ def measure_size(n: int, args: argparse.Namespace, log_path: Path) -> dict:
             row[name] = {**step(name, *extra), "load_average_after": os.getloadavg()}
             row[name]["catalogue"] = graph  # the row's other steps may have had another
         return row
-    if n >= args.load_directly_from:
-        row["build"] = step("load", str(work))
-    else:
-        row["build"] = step("build", str(work), str(work / "rejects.jsonl"))
+    row["build"] = step("build", str(work), str(work / "rejects.jsonl"))
     row["export"] = step("export")
     ckpt = work / "model"
     shutil.rmtree(ckpt, ignore_errors=True)  # a stale model must not stand in for this one
@@ -303,13 +276,6 @@ def main() -> None:
     parser.add_argument("--text-pool", type=int, default=50_000)
     parser.add_argument("--max-minutes", type=float, default=60.0, help="training time cap")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument(
-        "--load-directly-from",
-        type=int,
-        default=1_000_000,
-        help="from this size on, write the graph with synth_load.py instead of kgrec build "
-        "(whose in-memory read/clean stage needs ~11 GB at 1M products)",
-    )
     parser.add_argument(
         "--only",
         nargs="+",

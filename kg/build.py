@@ -8,13 +8,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import cast
 
+from kg.catalogue import Catalogue
 from kg.cleaning import CleaningReport, External, clean
 from kg.readers import ReadCatalogue, read_catalogue
 from kg.readers.generic import CATEGORY_SEP
 from kg.rejects import BadInputError, RejectLog
-from kg.schema import Catalogue
-from kg.stores import Neo4jStore, Progress, Snapshot, open_store
-from kg.stores.base import stage
+from kg.stores import Neo4jStore, Progress, open_store
+from kg.stores.base import GraphColumns, stage
 
 DEFAULT_REJECTS = Path("kgrec-rejects.jsonl")
 WRITE_BULK = "neo4j-admin import"  # an empty local Neo4j, offline (kg.stores.neo4j_import)
@@ -145,11 +145,11 @@ def write_catalogue(
                 store.write(cat, progress)
             write = WRITE_BOLT if isinstance(store, Neo4jStore) else WRITE_EMBEDDED
             return write, store.counts(), store.uri
-    from kg.stores.neo4j_import import import_snapshot
+    from kg.stores.neo4j_import import import_columns
 
-    with stage(progress, "import: snapshot"):
-        snap = Snapshot.from_catalogue(cat)
-    import_snapshot(snap, target, progress)
+    with stage(progress, "import: columns"):
+        cols = GraphColumns.from_catalogue(cat)
+    import_columns(cols, target, progress)
     with open_store(store_uri) as store:
         with stage(progress, "import: constraints"):
             cast(Neo4jStore, store).ensure_constraints()

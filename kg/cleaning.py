@@ -24,9 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
+from kg.catalogue import Catalogue, EdgeTable, EventTable
 from kg.errors import InvalidArgumentError
 from kg.readers.base import ReadCatalogue, gc_paused
-from kg.schema import CATEGORY_PATH_SEP, Catalogue, Category, Edge, Interaction, Product
+from kg.schema import CATEGORY_PATH_SEP, Category, Product
 from kg.text import strip_html
 
 External = Literal["stub", "drop"]
@@ -99,49 +102,59 @@ def _build_hierarchy(catalogue: Catalogue) -> None:
         product.categories = list(dict.fromkeys(c for c in ids if c))
 
 
-def _dedupe_edges(edges: list[Edge], report: CleaningReport) -> list[Edge]:
-    seen: set[tuple[str, str, str]] = set()
-    kept = []
-    for edge in edges:
-        key = (edge.rel, edge.src, edge.dst)  # tuples hash in C, the dataclass in Python
-        if edge.src == edge.dst:
-            report.self_loops += 1
-        elif key in seen:
-            report.duplicate_edges += 1
-        else:
-            seen.add(key)
-            kept.append(edge)
-    return kept
+def _dedupe_edges(edges: EdgeTable, report: CleaningReport) -> EdgeTable:
+    rel, src, dst = edges.columns()
+    loops = src == dst
+    report.self_loops += int(loops.sum())
+    rows = np.flatnonzero(~loops)
+    ids = max(len(edges.ids), 1)
+    key = (rel[rows].astype(np.int64) * ids + src[rows]) * ids + dst[rows]
+    first = rows[np.unique(key, return_index=True)[1]]  # first occurrence of each (rel, src, dst)
+    report.duplicate_edges += len(rows) - len(first)
+    keep = np.zeros(len(edges), dtype=bool)
+    keep[first] = True
+    return edges.select(keep)
 
 
-def _dedupe_interactions(
-    interactions: list[Interaction], report: CleaningReport
-) -> list[Interaction]:
-    seen: set[tuple] = set()
-    kept = []
-    for i in interactions:
-        key = (i.user, i.product, i.kind, i.ts, i.rating, i.price, i.session)
-        if key in seen:
-            report.duplicate_interactions += 1
-        else:
-            seen.add(key)
-            kept.append(i)
-    return kept
+def _dedupe_interactions(events: EventTable, report: CleaningReport) -> EventTable:
+    columns = events.columns()
+    # Every field as an int64 key (floats by their bits: NaN is one value, "none"); a stable
+    # sort puts equal rows together in their order, so each group's first row is kept.
+    keys = [columns[name].astype(np.int64) for name in ("user", "product", "kind", "session")]
+    keys += [columns[name].view(np.int64) for name in ("rating", "ts", "price")]
+    order = np.lexsort(keys[::-1])
+    ordered = [key[order] for key in keys]
+    repeat = np.zeros(len(order), dtype=bool)  # equal, field by field, to the row before
+    repeat[1:] = np.logical_and.reduce([key[1:] == key[:-1] for key in ordered])
+    keep = np.ones(len(events), dtype=bool)
+    keep[order[repeat]] = False
+    report.duplicate_interactions += int(repeat.sum())
+    return events.select(keep)
+
+
+def _inside(ids: list[str], inside: set[str]) -> np.ndarray:
+    return np.fromiter((name in inside for name in ids), dtype=bool, count=len(ids))
 
 
 def _resolve_external(catalogue: Catalogue, report: CleaningReport) -> None:
     products = catalogue.products
     inside = {pid for pid, p in products.items() if p.in_catalogue}
-    edges = [e for e in catalogue.edges if e.src not in inside or e.dst not in inside]
-    interactions = [i for i in catalogue.interactions if i.product not in inside]
-    outside = {pid for e in edges for pid in (e.src, e.dst)} | {i.product for i in interactions}
-    outside -= inside
-    report.external_edges = len(edges)
-    report.external_interactions = len(interactions)
+    edges, events = catalogue.edges, catalogue.interactions
+    _, src, dst = edges.columns()
+    linked = _inside(edges.ids.names, inside)
+    edges_in = linked[src] & linked[dst]
+    bought = events.columns()["product"]
+    named = _inside(events.ids["product"].names, inside)
+    events_in = named[bought]
+    ends = np.concatenate([src, dst])
+    outside = {edges.ids.names[c] for c in np.unique(ends[~linked[ends]])}
+    outside |= {events.ids["product"].names[c] for c in np.unique(bought[~events_in])}
+    report.external_edges = int((~edges_in).sum())
+    report.external_interactions = int((~events_in).sum())
     report.external_products = len(outside)
     if report.external == "drop":
-        catalogue.edges = [e for e in catalogue.edges if e.src in inside and e.dst in inside]
-        catalogue.interactions = [i for i in catalogue.interactions if i.product in inside]
+        catalogue.edges = edges.select(edges_in)
+        catalogue.interactions = events.select(events_in)
         return
     new = outside - products.keys()  # stubs from an earlier clean are there already
     products.update((pid, Product(pid, in_catalogue=False)) for pid in new)

@@ -1,5 +1,6 @@
 """The knowledge-graph schema: the fixed allow-list of labels and relationship types, and the
-in-memory catalogue that readers produce, cleaning normalises and stores write.
+row types of the in-memory catalogue (`kg.catalogue`) that readers produce, cleaning normalises
+and stores write.
 
 Labels and relationship types used in Cypher come only from the constants here, never from data.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Label(StrEnum):
@@ -74,8 +76,9 @@ class Category:
     parent: str | None = None  # id of the parent category
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
+    """One product link (a tuple: hashed and compared in C)."""
+
     rel: Rel
     src: str
     dst: str
@@ -90,21 +93,3 @@ class Interaction:
     kind: str = "rating"  # rating | review | view | cart | purchase | sequence
     price: float | None = None  # the price paid or seen at the event, where the source has one
     session: str | None = None  # the source's session id, where it has one
-
-
-@dataclass
-class Catalogue:
-    """Everything a build writes. Readers fill it; `kg.cleaning` makes it consistent."""
-
-    products: dict[str, Product] = field(default_factory=dict)
-    categories: dict[str, Category] = field(default_factory=dict)
-    edges: list[Edge] = field(default_factory=list)
-    interactions: list[Interaction] = field(default_factory=list)
-
-    @property
-    def brands(self) -> set[str]:
-        return {p.brand for p in self.products.values() if p.brand}
-
-    @property
-    def users(self) -> set[str]:
-        return {i.user for i in self.interactions}

@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from kg.build import DEFAULT_REJECTS, EventTally, TableColumns, read_input, stage
+from kg.catalogue import Catalogue
 from kg.cleaning import CleaningReport, External, clean
 from kg.readers.base import open_text
 from kg.rejects import BadInputError, RejectLog
-from kg.schema import Catalogue, Product, Rel
+from kg.schema import Product, Rel
 from kg.stores import Progress, Store, open_store
 
 

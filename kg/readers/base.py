@@ -19,9 +19,10 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any, NamedTuple, TypeVar
 
+from kg.catalogue import Catalogue
 from kg.readers.fields import as_object
 from kg.rejects import RejectLog
-from kg.schema import Catalogue, Edge, Product, Rel
+from kg.schema import Product, Rel
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = "\ufeff"
@@ -68,7 +69,7 @@ class ReadCatalogue(Catalogue):
         merge_product(known, product)
 
     def add_edges(self, rel: Rel, src: str, targets: list[str]) -> None:
-        self.edges.extend(Edge(rel, src, dst) for dst in targets)
+        self.edges.add(rel, src, targets)
 
 
 def conflicting_fields(known: Product, other: Product) -> dict[str, tuple[Any, Any]]:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
+from kg.catalogue import EventTable
 from kg.readers.base import (
     ReadCatalogue,
     RowSource,
@@ -21,7 +24,7 @@ from kg.readers.base import (
     resolve_log,
 )
 from kg.rejects import RejectLog
-from kg.schema import Category, Interaction, Product, Rel
+from kg.schema import Category, Product, Rel
 
 _RELATIONS = {
     "also_bought_p_p.txt": Rel.ALSO_BOUGHT,
@@ -64,6 +67,25 @@ def _per_product(path: Path, log: RejectLog, asins: dict[int, str], values: dict
             log.add(path, lineno, f"unknown or malformed index {exc}", line)
 
 
+def _links(path: Path, log: RejectLog, asins: dict[int, str], related: np.ndarray):
+    """(product id, related codes) for each line of a `*_p_p` file: `related[r]` is the code of
+    related index r (-1 for a blank line); a line with a malformed or unknown index, or past the
+    last product, is rejected."""
+    for lineno, line in read_lines(path, log):
+        try:
+            indices = np.array(line.split(), dtype=np.int64)
+            in_range = (indices >= 0) & (indices < len(related))
+            known = np.zeros(len(indices), dtype=bool)
+            known[in_range] = related[indices[in_range]] >= 0
+            if not known.all():
+                raise KeyError(int(indices[~known][0]))
+            source = asins[lineno - 1]
+        except (KeyError, ValueError) as exc:
+            log.add(path, lineno, f"unknown or malformed index {exc}", line)
+            continue
+        yield source, related[indices]
+
+
 def _titles(directory: Path, log: RejectLog) -> dict[str, str]:
     """ASIN -> title, through `global_product_id` = title_item_id_to_int[ASIN]."""
     to_asin = {
@@ -82,19 +104,15 @@ def _titles(directory: Path, log: RejectLog) -> dict[str, str]:
     return titles
 
 
-def _sequences(directory: Path, log: RejectLog) -> list[Interaction]:
+def _sequences(directory: Path, log: RejectLog) -> EventTable:
     maps = _json(beauty_file(directory, "datamaps.json"), log)
     id2user, id2item = maps.get("id2user", {}), maps.get("id2item", {})
     path = beauty_file(directory, "sequential_data.txt")
-    interactions = []
+    interactions = EventTable()
     for lineno, line in read_lines(path, log):
         user, *items = line.split()
         try:
-            user = id2user[user]
-            interactions.extend(
-                Interaction(user, id2item[item], None, float(pos), "sequence")
-                for pos, item in enumerate(items)
-            )
+            interactions.add_sequence(id2user[user], [id2item[item] for item in items], "sequence")
         except KeyError as exc:
             log.add(path, lineno, f"id not in datamaps.json: {exc}", line)
     return interactions
@@ -130,9 +148,11 @@ def read_beauty(directory: str | Path, log: RejectLog | None = None) -> ReadCata
         catalogue.products[asin].categories = cats
 
     related = _indexed(beauty_file(directory, "related_product.txt"), log)
+    codes = np.full(max(related, default=-1) + 1, -1, dtype=np.int32)
+    codes[list(related)] = catalogue.edges.ids.codes(related.values())
     for name, rel in _RELATIONS.items():
-        for asin, targets in _per_product(beauty_file(directory, name), log, asins, related):
-            catalogue.add_edges(rel, asin, targets)
+        for asin, targets in _links(beauty_file(directory, name), log, asins, codes):
+            catalogue.edges.add_codes(rel, catalogue.edges.ids.code(asin), targets)
 
     catalogue.interactions = _sequences(directory, log)
     return catalogue

@@ -3,6 +3,7 @@ type or raises `RowError` naming the field, which the reader logs as a reject fo
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
@@ -89,9 +90,9 @@ def opt_price(row: dict, key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise RowError(f"{key}: expected a price, got {describe(value)}")
     if not isinstance(value, str):
-        return float(value)
+        return _finite(float(value), key, value)
     match = _NUMBER.match(value.strip().lstrip("$").replace(",", ""))
-    return float(match.group()) if match else None
+    return _finite(float(match.group()), key, value) if match else None
 
 
 def opt_float(value: object, what: str) -> float | None:
@@ -100,9 +101,19 @@ def opt_float(value: object, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise RowError(f"{what}: expected a number, got {describe(value)}")
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise RowError(f"{what}: expected a number, got {value!r}") from None
+    return _finite(number, what, value)
+
+
+def _finite(number: float, what: str, value: object) -> float | None:
+    # NaN is how tables (pandas, Parquet) write a missing number; an infinity is no value.
+    if number != number:
+        return None
+    if math.isinf(number):
+        raise RowError(f"{what}: expected a finite number, got {value!r}")
+    return number
 
 
 def opt_unix_time(value: object, what: str) -> float | None:

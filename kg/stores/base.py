@@ -12,8 +12,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from kg.catalogue import NO_SESSION, RELS, Catalogue
 from kg.errors import KgrecError
-from kg.schema import REL_ENDPOINTS, Catalogue, Label, Product, Rel
+from kg.schema import REL_ENDPOINTS, Label, Product, Rel
 
 # Called as progress(step, done, total) while a write runs; step is a label or relationship name.
 Progress = Callable[[str, int, int], None]
@@ -161,28 +162,32 @@ class GraphColumns:
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot) -> GraphColumns:
-        ids = {
-            Label.PRODUCT: [p.id for p in snap.products],
-            Label.BRAND: list(snap.brands),
-            Label.CATEGORY: [c for c, _ in snap.categories],
-            Label.USER: list(snap.users),
-        }
-        index = {label: {node: i for i, node in enumerate(nodes)} for label, nodes in ids.items()}
-
-        def arrays(rel: Rel, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-            src, dst = (index[label] for label in REL_ENDPOINTS[rel])
-            count = len(pairs)
-            return (
-                np.fromiter((src[s] for s, _ in pairs), dtype=np.int64, count=count),
-                np.fromiter((dst[d] for _, d in pairs), dtype=np.int64, count=count),
-            )
-
-        edges = {rel: arrays(rel, snap.edges.get(rel, [])) for rel in EDGE_RELS}
-        rows = snap.interactions
-        edges[Rel.INTERACTED] = arrays(Rel.INTERACTED, [(r.user, r.product) for r in rows])
+        """The snapshot as columns; relationships with an endpoint the snapshot lacks are left
+        out, as stores skip them."""
+        nodes = _NodeIndex(
+            {
+                Label.PRODUCT: [p.id for p in snap.products],
+                Label.BRAND: list(snap.brands),
+                Label.CATEGORY: [c for c, _ in snap.categories],
+                Label.USER: list(snap.users),
+            }
+        )
+        edges = {}
+        for rel in EDGE_RELS:
+            pairs = snap.edges.get(rel, [])
+            src_label, dst_label = REL_ENDPOINTS[rel]
+            src = nodes.of(src_label, [s for s, _ in pairs])
+            dst = nodes.of(dst_label, [d for _, d in pairs])
+            linked = (src >= 0) & (dst >= 0)
+            edges[rel] = src[linked], dst[linked]
+        users = nodes.of(Label.USER, [r.user for r in snap.interactions])
+        items = nodes.of(Label.PRODUCT, [r.product for r in snap.interactions])
+        linked = (users >= 0) & (items >= 0)
+        rows = [row for row, keep in zip(snap.interactions, linked, strict=True) if keep]
+        edges[Rel.INTERACTED] = users[linked], items[linked]
         floats = {name: _nan_floats([getattr(r, name) for r in rows]) for name in FLOAT_EVENT_PROPS}
         return cls(
-            ids=ids,
+            ids=nodes.ids,
             products=snap.products,
             category_names=[name for _, name in snap.categories],
             edges=edges,
@@ -193,6 +198,109 @@ class GraphColumns:
                 "key": [r.key for r in rows],
             },
         )
+
+    @classmethod
+    def from_catalogue(cls, cat: Catalogue) -> GraphColumns:
+        """What writing `cat` into an empty store holds (`Snapshot.from_catalogue`, with the
+        relationships to missing nodes skipped), built from its tables without a Python object
+        per link or event: the bulk build's path."""
+        products = sorted(
+            ProductRow(p.id, p.title, p.description, _float(p.price), p.in_catalogue)
+            for p in cat.products.values()
+        )
+        nodes = _NodeIndex(
+            {
+                Label.PRODUCT: [p.id for p in products],
+                Label.BRAND: sorted(cat.brands),
+                Label.CATEGORY: sorted(cat.categories),
+                Label.USER: sorted(cat.users),
+            }
+        )
+        parts: dict[Rel, list[tuple[np.ndarray, np.ndarray]]] = {rel: [] for rel in EDGE_RELS}
+        rel_codes, src, dst = cat.edges.columns()
+        names = cat.edges.ids.names
+        for code in np.unique(rel_codes).tolist():
+            rel, rows = RELS[code], rel_codes == code
+            src_label, dst_label = REL_ENDPOINTS[rel]
+            parts[rel].append(
+                (nodes.of(src_label, names)[src[rows]], nodes.of(dst_label, names)[dst[rows]])
+            )
+        ordered = [cat.products[p.id] for p in products]
+        brand = nodes.of(Label.BRAND, [p.brand or "" for p in ordered])
+        parts[Rel.MADE_BY].append((np.flatnonzero(brand >= 0), brand[brand >= 0]))
+        per_product = np.fromiter((len(p.categories) for p in ordered), np.int64, len(ordered))
+        in_category = nodes.of(Label.CATEGORY, [c for p in ordered for c in p.categories])
+        parts[Rel.IN_CATEGORY].append(
+            (np.repeat(np.arange(len(ordered)), per_product), in_category)
+        )
+        children = [c for c in cat.categories.values() if c.parent is not None]
+        parts[Rel.SUBCATEGORY_OF].append(
+            (
+                nodes.of(Label.CATEGORY, [c.id for c in children]),
+                nodes.of(Label.CATEGORY, [c.parent or "" for c in children]),
+            )
+        )
+        edges = {rel: _unique_pairs(pairs) for rel, pairs in parts.items()}
+        edges[Rel.INTERACTED], events = _event_columns(cat, nodes)
+        return cls(
+            ids=nodes.ids,
+            products=products,
+            category_names=[cat.categories[c].name for c in nodes.ids[Label.CATEGORY]],
+            edges=edges,
+            events=events,
+        )
+
+
+class _NodeIndex:
+    """Node ids per label in id order, and the index of any id among them (-1 if absent)."""
+
+    def __init__(self, ids: dict[Label, list[str]]) -> None:
+        self.ids = ids
+        self._index = {
+            label: {node: i for i, node in enumerate(nodes)} for label, nodes in ids.items()
+        }
+
+    def of(self, label: Label, names: list[str]) -> np.ndarray:
+        index = self._index[label]
+        return np.fromiter((index.get(name, -1) for name in names), np.int64, len(names))
+
+
+def _unique_pairs(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (src, dst) pairs of `parts` with both ends present (>= 0)."""
+    src = np.concatenate([s for s, _ in parts]) if parts else np.empty(0, np.int64)
+    dst = np.concatenate([d for _, d in parts]) if parts else np.empty(0, np.int64)
+    linked = (src >= 0) & (dst >= 0)
+    src, dst = src[linked], dst[linked]
+    key = src * (int(dst.max(initial=0)) + 1) + dst
+    first = np.unique(key, return_index=True)[1]
+    return src[first], dst[first]
+
+
+def _event_columns(
+    cat: Catalogue, nodes: _NodeIndex
+) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """(users, products) index arrays and `GraphColumns.events` of the catalogue's events:
+    exact duplicates (one key) once, events naming a missing node left out."""
+    table = cat.interactions
+    columns = table.columns()
+    users = nodes.of(Label.USER, table.ids["user"].names)[columns["user"]]
+    items = nodes.of(Label.PRODUCT, table.ids["product"].names)[columns["product"]]
+    keys = [event_key(*row) for row in table.rows()]
+    first: dict[str, int] = {}
+    for row, key in enumerate(keys):
+        first.setdefault(key, row)
+    keep = np.zeros(len(keys), dtype=bool)
+    keep[list(first.values())] = True
+    keep &= (users >= 0) & (items >= 0)
+    rows = np.flatnonzero(keep)
+    kinds, sessions = table.ids["kind"].names, table.ids["session"].names
+    events = {name: columns[name][rows] for name in FLOAT_EVENT_PROPS}
+    events["kind"] = [kinds[c] for c in columns["kind"][rows].tolist()]
+    events["session"] = [
+        None if c == NO_SESSION else sessions[c] for c in columns["session"][rows].tolist()
+    ]
+    events["key"] = [keys[r] for r in rows.tolist()]
+    return (users[rows], items[rows]), events
 
 
 FLOAT_EVENT_PROPS = ("rating", "ts", "price")

@@ -1,7 +1,8 @@
-"""Bulk path of a build into an EMPTY local Neo4j that kgrec manages: the snapshot written as
-CSV files, the server stopped, `neo4j-admin database import full` (offline, no transactions),
-the server started again. The caller then creates the constraints the Bolt path creates, so
-the graph is the one the Bolt path would have written (tests/kg/test_neo4j_import.py).
+"""Bulk path of a build into an EMPTY local Neo4j that kgrec manages: the graph's columns
+(`GraphColumns`) written as CSV files, the server stopped, `neo4j-admin database import full`
+(offline, no transactions), the server started again. The caller then creates the constraints
+the Bolt path creates, so the graph is the one the Bolt path would have written
+(tests/kg/test_neo4j_import.py).
 
 Any other store (not empty, a remote server, NEO4J_URI, another database) keeps the Bolt path.
 """
@@ -13,13 +14,16 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
 from kg import server
 from kg.schema import KEY, REL_ENDPOINTS, Label, Rel
-from kg.stores.base import EDGE_RELS, Progress, Snapshot, Store, StoreError, stage
+from kg.stores.base import GraphColumns, Progress, Store, StoreError, stage
 from kg.stores.neo4j_store import EVENT_PROPS, Neo4jStore
 
 log = logging.getLogger(__name__)
@@ -28,16 +32,14 @@ DATABASE = "neo4j"  # the default database: the only one Community serves
 IMPORT_HEAP = "1g"  # the importer works mostly off heap
 IMPORT_OFF_HEAP = "2g"  # bounded: the default (90% of free memory) is unkind on a shared machine
 
-# Header of each node file (neo4j-admin CSV header format): one ID space per label, the key
-# stored as the `id` property, types as the Bolt path stores them.
-NODE_HEADERS: dict[Label, list[str]] = {
-    Label.PRODUCT: [f"{KEY}:ID({Label.PRODUCT})", "title", "description", "price:double",
-                    "in_catalogue:boolean"],
-    Label.BRAND: [f"{KEY}:ID({Label.BRAND})"],
-    Label.CATEGORY: [f"{KEY}:ID({Label.CATEGORY})", "name"],
-    Label.USER: [f"{KEY}:ID({Label.USER})"],
-}  # fmt: skip
-INF = float("inf")
+# Node files: an integer ID per label's own ID space (the row's index in `GraphColumns.ids`,
+# not stored), the key as the `id` property, the properties typed as the Bolt path stores them.
+NODE_PROPERTIES: dict[Label, list[str]] = {
+    Label.PRODUCT: [KEY, "title", "description", "price:double", "in_catalogue:boolean"],
+    Label.BRAND: [KEY],
+    Label.CATEGORY: [KEY, "name"],
+    Label.USER: [KEY],
+}
 EVENT_TYPES = {"rating": "double", "ts": "double", "price": "double"}
 
 
@@ -56,15 +58,16 @@ def local_empty_target(store: Store) -> server.ServerConfig | None:
     return config if store.is_empty() else None
 
 
-def import_snapshot(snap: Snapshot, config: server.ServerConfig, progress: Progress | None) -> int:
-    """Replace the (empty) database of the local server `config` with `snap`: CSV files, server
-    stopped, offline import, server started again (also when the import fails). Relationships
-    with an endpoint missing from `snap` are skipped, as the Bolt path skips them. Returns the
-    number of relationships imported."""
+def import_columns(
+    cols: GraphColumns, config: server.ServerConfig, progress: Progress | None
+) -> int:
+    """Replace the (empty) database of the local server `config` with the graph `cols`: CSV
+    files, server stopped, offline import, server started again (also when the import fails).
+    Returns the number of relationships imported."""
     work = Path(tempfile.mkdtemp(prefix="import-", dir=config.home))  # private, on the same disk
     try:
         with stage(progress, "import: CSV files"):
-            nodes, rels, count = write_csv(snap, work)
+            nodes, rels, count = write_csv(cols, work)
         with stage(progress, "import: stop"):
             server.stop(config)
         try:
@@ -78,70 +81,57 @@ def import_snapshot(snap: Snapshot, config: server.ServerConfig, progress: Progr
     return count
 
 
-def write_csv(snap: Snapshot, work: Path) -> tuple[dict[Label, Path], dict[Rel, Path], int]:
-    """One file per label and per relationship type in `work`; strings quoted (so "" stays an
-    empty string), None unquoted and empty (no property, as the Bolt path leaves it)."""
-    node_rows: dict[Label, Iterable[Iterable[Any]]] = {
-        Label.PRODUCT: snap.products,
-        Label.BRAND: ((b,) for b in snap.brands),
-        Label.CATEGORY: snap.categories,
-        Label.USER: ((u,) for u in snap.users),
+def write_csv(cols: GraphColumns, work: Path) -> tuple[dict[Label, Path], dict[Rel, Path], int]:
+    """One file per label and per relationship type in `work`, written by pyarrow: strings
+    always quoted (so "" stays an empty string), a missing value (None, NaN) unquoted and empty
+    (no property, as the Bolt path leaves it), doubles in their shortest exact form."""
+    products = cols.products
+    node_columns: dict[Label, list[Any]] = {
+        Label.PRODUCT: [
+            cols.ids[Label.PRODUCT],
+            [p.title for p in products],
+            [p.description for p in products],
+            _doubles(np.array([p.price for p in products], dtype=np.float64)),
+            [p.in_catalogue for p in products],
+        ],
+        Label.BRAND: [cols.ids[Label.BRAND]],
+        Label.CATEGORY: [cols.ids[Label.CATEGORY], cols.category_names],
+        Label.USER: [cols.ids[Label.USER]],
     }
     nodes = {label: work / f"{label}.csv" for label in Label}
-    for label, rows in node_rows.items():
-        _write(nodes[label], NODE_HEADERS[label], (",".join(map(_cell, row)) for row in rows))
-    # Each key quoted once; a relationship whose endpoint is missing finds no entry.
-    quoted = {
-        label: {key: _cell(key) for key in keys}
-        for label, keys in (
-            (Label.PRODUCT, (p.id for p in snap.products)),
-            (Label.BRAND, snap.brands),
-            (Label.CATEGORY, (c for c, _ in snap.categories)),
-            (Label.USER, snap.users),
-        )
-    }
+    for label, columns in node_columns.items():
+        ids = np.arange(len(cols.ids[label]), dtype=np.int64)
+        header = [f":ID({label})", *NODE_PROPERTIES[label]]
+        _write(nodes[label], header, [ids, *columns])
     rels: dict[Rel, Path] = {}
     count = 0
     for rel in Rel:
-        src, dst = REL_ENDPOINTS[rel]
-        a, b = quoted[src], quoted[dst]
-        header = [f":START_ID({src})", f":END_ID({dst})"]
+        src_label, dst_label = REL_ENDPOINTS[rel]
+        src, dst = cols.edges[rel]
+        header = [f":START_ID({src_label})", f":END_ID({dst_label})"]
+        columns: list[Any] = [src, dst]
         if rel == Rel.INTERACTED:
             header += [f"{p}:{EVENT_TYPES[p]}" if p in EVENT_TYPES else p for p in EVENT_PROPS]
-            lines: Iterable[str] = (
-                f"{a[e.user]},{b[e.product]},{','.join(map(_cell, e[2:]))}"
-                for e in snap.interactions
-                if e.user in a and e.product in b
-            )
-        else:
-            pairs = snap.edges.get(rel, []) if rel in EDGE_RELS else []
-            lines = (f"{a[s]},{b[d]}" for s, d in pairs if s in a and d in b)
+            columns += [
+                _doubles(cols.events[p]) if p in EVENT_TYPES else cols.events[p]
+                for p in EVENT_PROPS
+            ]
         rels[rel] = work / f"{rel}.csv"
-        count += _write(rels[rel], header, lines)
+        _write(rels[rel], header, columns)
+        count += len(src)
     return nodes, rels, count
 
 
-def _write(path: Path, header: list[str], lines: Iterable[str]) -> int:
-    written = 0
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        out.write(",".join(header) + "\n")
-        for line in lines:
-            out.write(line + "\n")
-            written += 1
-    return written
+def _doubles(values: np.ndarray) -> pa.Array:
+    return pa.array(values, type=pa.float64(), mask=np.isnan(values))
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return '"' + value.replace('"', '""') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    number = float(value)
-    if number != number or number in (INF, -INF):
-        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(number)]
-    return repr(number)  # round-trips a double exactly
+def _write(path: Path, header: list[str], columns: list[Any]) -> None:
+    arrays = [c if isinstance(c, pa.Array) else pa.array(c) for c in columns]
+    table = pa.table(arrays, names=[str(i) for i in range(len(arrays))])
+    with open(path, "wb") as out:
+        out.write((",".join(header) + "\n").encode("utf-8"))
+        pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=False))
 
 
 def _run_import(
@@ -150,7 +140,7 @@ def _run_import(
     cmd = [
         server.find_java(), f"-Xmx{IMPORT_HEAP}", "-cp", f"{config.lib_dir}/*", server.ADMIN_TOOL,
         "database", "import", "full", DATABASE,
-        "--overwrite-destination=true", "--id-type=string", "--multiline-fields=true",
+        "--overwrite-destination=true", "--id-type=integer", "--multiline-fields=true",
         "--bad-tolerance=0", f"--max-off-heap-memory={IMPORT_OFF_HEAP}",
         f"--report-file={report}",
         *(f"--nodes={label}={path}" for label, path in nodes.items()),

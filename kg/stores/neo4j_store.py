@@ -283,22 +283,6 @@ class Neo4jStore(Store):
             if progress:
                 progress(str(rel), done, total)
 
-    def node_handles(self, label: Label) -> dict[str, int]:
-        """Internal node id by key of every `label` node (for `write_new_relationships`)."""
-        with self._quiet_session() as session:
-            return self._handles(session, label, {})
-
-    def write_new_relationships(
-        self, rel: Rel, batches: Iterable[tuple[list, int]], total: int, progress: Progress | None
-    ) -> None:
-        """Bulk path for a type with no relationships yet: batches of rows grouped by source as
-        `rel_batch_query(rel, fresh=True)` takes them (internal node ids, `node_handles`), each
-        with its relationship count; rows must be distinct (CREATE, no check)."""
-        with self._quiet_session() as session:
-            if self._rel_count(session, rel):
-                raise StoreError(f"{rel} relationships exist already: the bulk path creates only")
-            self._send(session, rel, True, batches, total, progress)
-
     @staticmethod
     def _handles(
         session: neo4j.Session, label: Label, handles: dict[Label, dict[str, int]]
@@ -428,46 +412,60 @@ class Neo4jStore(Store):
     def _edge_columns(
         self, session: neo4j.Session, rel: Rel, sources: np.ndarray, index: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        # No label checks: `sources` are nodes of the type's source label, and kgrec writes a
-        # type only between its two labels (REL_ENDPOINTS); a check reads every node record.
-        query = _q(
-            f"UNWIND $ids AS i MATCH (a) WHERE id(a) = i "
-            f"MATCH (a)-[:{rel}]->(b) RETURN collect(i), collect(id(b))"
-        )
+        # A type of up to SCAN_MAX relationships is read by one scan of the type (its lookup
+        # index), far cheaper than expanding every source node; a larger one's collected
+        # lists would not fit the server's heap, so it is read per chunk of source nodes.
+        # No label checks: kgrec writes a type only between its two labels (REL_ENDPOINTS),
+        # and a check reads every node record.
+        if self._rel_count(session, rel) <= SCAN_MAX:
+            query = _q(f"MATCH (a)-[:{rel}]->(b) RETURN collect(id(a)), collect(id(b))")
+            chunks: Iterable[list[int] | None] = [None]
+        else:
+            query = _q(
+                f"UNWIND $ids AS i MATCH (a) WHERE id(a) = i "
+                f"MATCH (a)-[:{rel}]->(b) RETURN collect(i), collect(id(b))"
+            )
+            chunks = _chunks(sources)
         parts = [
             tuple(
                 np.asarray(column, dtype=np.int64)
                 for column in session.run(query, ids=chunk).single(strict=True)
             )
-            for chunk in _chunks(sources)
+            for chunk in chunks
         ]
         return _joined(parts, 0, index), _joined(parts, 1, index)
 
     def _event_columns(
         self, session: neo4j.Session, users: np.ndarray, index: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        # One list per property, not one per event (3× faster to read and decode); collect()
+        # drops nulls, so a missing number is NaN (0.0/0.0) and a missing session is flagged.
         query = _q(
             "UNWIND $ids AS i MATCH (a) WHERE id(a) = i "
             f"MATCH (a)-[r:{Rel.INTERACTED}]->(b) "
-            "RETURN collect([i, id(b), r.rating, r.ts, r.price, r.kind, r.session, r.key])"
+            "RETURN collect(i), collect(id(b)), "
+            + ", ".join(f"collect(coalesce(r.{p}, 0.0/0.0))" for p in FLOAT_EVENT_PROPS)
+            + ", collect(r.kind), collect(coalesce(r.session, '')), collect(r.session IS NULL), "
+            "collect(r.key)"
         )
         parts = []
         events: dict[str, Any] = {name: [] for name in ("kind", "session", "key")}
         for chunk in _chunks(users):
-            rows = session.run(query, ids=chunk).single(strict=True)[0]
-            if not rows:
-                continue
-            user, product, rating, ts, price, kind, session_id, key = zip(*rows, strict=True)
-            del rows
+            user, product, *floats, kind, session_id, no_session, key = session.run(
+                query, ids=chunk
+            ).single(strict=True)
             parts.append(
                 (
                     np.array(user, dtype=np.int64),
                     np.array(product, dtype=np.int64),
-                    *(np.array(v, dtype=np.float64) for v in (rating, ts, price)),
+                    *(np.array(v, dtype=np.float64) for v in floats),
                 )
             )
-            for name, values in zip(events, (kind, session_id, key), strict=True):
-                events[name].extend(values)
+            events["kind"].extend(kind)
+            events["session"].extend(
+                None if missing else s for s, missing in zip(session_id, no_session, strict=True)
+            )
+            events["key"].extend(key)
         for column, name in enumerate(FLOAT_EVENT_PROPS, start=2):
             events[name] = _joined(parts, column)
         return _joined(parts, 0, index), _joined(parts, 1, index), events
@@ -598,6 +596,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 EXPORT_CHUNK = 20_000  # source nodes per export query
+SCAN_MAX = 4_000_000  # relationships of a type read by one scan (two lists of ids in the heap)
 EXPORT_SESSIONS = 2  # relationship types read at once
 
 

@@ -13,11 +13,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from kg.catalogue import Catalogue
 from kg.cleaning import clean
 from kg.export import to_heterodata
 from kg.readers import read_beauty
 from kg.rejects import RejectLog
-from kg.schema import Catalogue
 from kg.stores import Snapshot
 
 BEAUTY = Path(os.environ["KGREC_DATA"]) / "amazon-beauty-2014"

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from kg.catalogue import Catalogue
 from kg.cleaning import CleaningReport, clean
 from kg.readers import read_amazon2018, read_catalogue
 from kg.rejects import RejectLog
-from kg.schema import Catalogue, Edge, Interaction, Product, Rel
+from kg.schema import Edge, Interaction, Product, Rel
 from kg.text import strip_html
 
 DATA = Path(os.environ["KGREC_DATA"])

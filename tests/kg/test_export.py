@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
+from kg.catalogue import Catalogue
 from kg.cleaning import External, clean
 from kg.export import INTERACTION_KINDS, load_id_maps, save_id_maps, to_heterodata
 from kg.readers import read_catalogue
 from kg.rejects import RejectLog
-from kg.schema import Catalogue
 from kg.stores import EmbeddedStore, Neo4jStore
 
 DATA = Path(os.environ["KGREC_DATA"])

@@ -14,8 +14,8 @@ from kg.build import WRITE_BOLT, WRITE_BULK, build
 from kg.export import to_heterodata
 from kg.schema import Rel
 from kg.stores import Neo4jStore, Snapshot, open_store
-from kg.stores.base import InteractionRow, ProductRow
-from kg.stores.neo4j_import import import_snapshot, local_empty_target
+from kg.stores.base import GraphColumns, InteractionRow, ProductRow
+from kg.stores.neo4j_import import import_columns, local_empty_target
 
 MAGAZINE = Path(os.environ["KGREC_DATA"]) / "amazon-magazine-2018"
 META = MAGAZINE / "meta_Magazine_Subscriptions.json.gz"
@@ -86,7 +86,8 @@ def test_import_writes_what_bolt_writes(neo4j_clean) -> None:
     with open_store(neo4j_clean.uri) as store:
         target = local_empty_target(store)
         assert target is not None, "an empty local test server takes the bulk path"
-    assert import_snapshot(snap, target, None) == 2 + 3 + 1 + 2 + 1 + 3  # dangling ones left out
+    imported = import_columns(GraphColumns.from_snapshot(snap), target, None)
+    assert imported == 2 + 3 + 1 + 2 + 1 + 3  # dangling ones left out
     with open_store(neo4j_clean.uri) as store:
         assert isinstance(store, Neo4jStore)
         store.ensure_constraints()

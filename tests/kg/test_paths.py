@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kg.catalogue import Catalogue
 from kg.paths import (
     MAX_PATHS,
     Hop,
@@ -16,7 +17,7 @@ from kg.paths import (
     kg_view,
     text_paths,
 )
-from kg.schema import Catalogue, Category, Edge, Interaction, Product, Rel
+from kg.schema import Category, Edge, Interaction, Product, Rel
 from kg.stores import EmbeddedStore, Neo4jStore
 from tests.fusion.serving.test_recommender import beauty_slice, write_slice
 

@@ -3,9 +3,10 @@ sized over the catalogue and ranked among the graph paths."""
 
 from __future__ import annotations
 
+from kg.catalogue import Catalogue
 from kg.paths import kg_view
 from kg.reasons import ReasonIndex, ancestors
-from kg.schema import Catalogue, Product
+from kg.schema import Product
 from kg.stores import EmbeddedStore
 
 ARTS = "Magazines > Trade > Arts"

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from kg.schema import Catalogue, Category, Edge, Interaction, Label, Product, Rel
+from kg.catalogue import Catalogue
+from kg.schema import Category, Edge, Interaction, Label, Product, Rel
 from kg.stores import EmbeddedStore, Neo4jStore, Snapshot, Store, StoreError, open_store
 from kg.stores.base import InteractionRow
 

@@ -19,8 +19,9 @@ from fusion.cli import app
 from fusion.model.checkpoint import ID_MAPS, read_trained
 from fusion.serving.rest import create_app, load
 from fusion.serving.service import Service
+from kg.catalogue import Catalogue
 from kg.export import load_id_maps
-from kg.schema import Catalogue, Interaction
+from kg.schema import Interaction
 from kg.stores import EmbeddedStore, Neo4jStore
 from tests.fusion.serving.conftest import USERS
 from tests.fusion.serving.test_recommender import beauty_slice

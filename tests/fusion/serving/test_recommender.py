@@ -19,9 +19,10 @@ from pydantic import ValidationError
 from torch import Tensor
 
 from fusion.serving.recommender import Filters, Recommender, UnknownIdError, top_related
+from kg.catalogue import Catalogue
 from kg.readers.beauty import read_beauty
 from kg.rejects import RejectLog
-from kg.schema import Catalogue, Product
+from kg.schema import Product
 from kg.stores import EmbeddedStore, Store
 from text_encoder.template import render_product_text
 

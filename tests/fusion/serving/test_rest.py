@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 import fusion.serving.rest as serve_module
 from fusion.serving.recommender import Recommender
 from fusion.serving.rest import create_app
-from kg.schema import Catalogue
+from kg.catalogue import Catalogue
 from kg.stores import EmbeddedStore
 from tests.fusion.serving.test_recommender import TinyModel, write_slice
 

@@ -16,7 +16,7 @@ from fusion.serving.recommender import Recommender
 from fusion.serving.rest import create_app
 from fusion.serving.service import Service
 from kg import server
-from kg.schema import Catalogue
+from kg.catalogue import Catalogue
 from kg.server_conf import USER, ServerConfig, read_password
 from kg.stores import Neo4jStore
 from tests.fusion.serving.test_recommender import TinyModel, beauty_slice, write_slice

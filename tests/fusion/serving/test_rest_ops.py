@@ -19,8 +19,9 @@ import fusion.serving.rest as serve_module
 from fusion.serving.recommender import Recommender
 from fusion.serving.rest import create_app, exposure_warning
 from fusion.serving.service import Service
+from kg.catalogue import Catalogue
 from kg.errors import InvalidArgumentError
-from kg.schema import Catalogue, Interaction
+from kg.schema import Interaction
 from kg.stores import EmbeddedStore
 from tests.fusion.serving.test_recommender import TinyModel, beauty_slice, write_slice
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from kg.schema import Catalogue
+from kg.catalogue import Catalogue
 from kg.stores import EmbeddedStore
 
 KEY = "test-key-0123456789"

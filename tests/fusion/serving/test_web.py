@@ -23,7 +23,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-from kg.schema import Catalogue, Rel
+from kg.catalogue import Catalogue
+from kg.schema import Rel
 from kg.stores import EmbeddedStore, Neo4jStore
 from tests.fusion.serving.test_recommender import write_slice
 
