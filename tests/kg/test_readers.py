@@ -232,6 +232,18 @@ def test_review_and_rating_interactions():
     assert set(lines_of(log)) == {3}
 
 
+def test_nan_is_a_missing_number_and_an_infinity_a_reject(tmp_path):
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("u1,p1,nan,5\nu2,p1,4,inf\nu3,p2,NaN,\nu4,p2,-Infinity,1\n")
+    log = RejectLog()
+    rows = read_interactions(ratings, log).interactions
+    assert [(i.user, i.rating, i.ts) for i in rows] == [("u1", None, 5.0), ("u3", None, None)]
+    assert lines_of(log) == {
+        2: "timestamp: expected a finite number, got 'inf'",
+        4: "rating: expected a finite number, got '-Infinity'",
+    }
+
+
 def test_generic_tables_with_column_mappings():
     log = RejectLog()
     columns = {"id": "sku", "title": "name", "brand": "maker", "category": "cat_path"}
