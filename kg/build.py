@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from kg.catalogue import Catalogue
 from kg.cleaning import CleaningReport, External, clean
 from kg.readers import ReadCatalogue, read_catalogue
 from kg.readers.generic import CATEGORY_SEP
 from kg.rejects import BadInputError, RejectLog
-from kg.stores import Neo4jStore, Progress, open_store
+from kg.stores import NEO4J_SCHEMES, Neo4jStore, Progress, StoreError, open_store
 from kg.stores.base import GraphColumns, stage
+from kg.stores.uri import split_credentials
+
+if TYPE_CHECKING:
+    from kg.server_conf import ServerConfig
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_REJECTS = Path("kgrec-rejects.jsonl")
 WRITE_BULK = "neo4j-admin import"  # an empty local Neo4j, offline (kg.stores.neo4j_import)
@@ -132,19 +139,20 @@ def write_catalogue(
     `bulk` (None: for BULK_MIN_RELATIONSHIPS or more), an empty local Neo4j that kgrec manages
     gets `neo4j-admin database import` (the server restarted around it) and then the Bolt
     path's constraints; any other store the upserts of `Store.write`."""
+    target = _cut_off_import(store_uri, bulk)
     if bulk is None:
         bulk = len(cat.edges) + len(cat.interactions) >= BULK_MIN_RELATIONSHIPS
-    with open_store(store_uri) as store:
-        target = None
-        if bulk and isinstance(store, Neo4jStore):
-            from kg.stores.neo4j_import import local_empty_target  # server code: only here
+    if target is None:
+        with open_store(store_uri) as store:
+            if bulk and isinstance(store, Neo4jStore):
+                from kg.stores.neo4j_import import local_empty_target  # server code: only here
 
-            target = local_empty_target(store)
-        if target is None:
-            with store.transaction():
-                store.write(cat, progress)
-            write = WRITE_BOLT if isinstance(store, Neo4jStore) else WRITE_EMBEDDED
-            return write, store.counts(), store.uri
+                target = local_empty_target(store)
+            if target is None:
+                with store.transaction():
+                    store.write(cat, progress)
+                write = WRITE_BOLT if isinstance(store, Neo4jStore) else WRITE_EMBEDDED
+                return write, store.counts(), store.uri
     from kg.stores.neo4j_import import import_columns
 
     with stage(progress, "import: columns"):
@@ -154,6 +162,27 @@ def write_catalogue(
         with stage(progress, "import: constraints"):
             cast(Neo4jStore, store).ensure_constraints()
         return WRITE_BULK, store.counts(), store.uri
+
+
+def _cut_off_import(store_uri: str | None, bulk: bool | None) -> ServerConfig | None:
+    """The local server when an offline import into it was cut off (a kill): its database may
+    be partial, so the build imports over it whatever the catalogue's size — a transactional
+    write over a half-written store could not be trusted. With `bulk=False` that is an error."""
+    if store_uri is not None and store_uri.partition("://")[0] not in NEO4J_SCHEMES:
+        return None  # an embedded store
+    from kg.stores.neo4j_import import cut_off_target  # server code: only here
+
+    target = cut_off_target(None if store_uri is None else split_credentials(store_uri)[0])
+    if target is not None:
+        if bulk is False:
+            raise StoreError(
+                f"the local Neo4j ({target.home}) holds an offline import that was cut off: "
+                "build without --no-bulk to import over it"
+            )
+        logger.warning(
+            "the local Neo4j holds an offline import that was cut off: importing over it"
+        )
+    return target
 
 
 def read_input(

@@ -69,6 +69,7 @@ class ServerStatus:
     pid: int | None
     version: str
     home: Path
+    cut_off_import: bool = False  # an offline import was cut off: the database may be partial
 
 
 def external_settings() -> Neo4jSettings | None:
@@ -108,7 +109,8 @@ def ensure_running(config: ServerConfig | None = None, timeout: float = 180.0) -
 def status(config: ServerConfig) -> ServerStatus:
     config = configured(config)
     pid = _live_pid(config)
-    return ServerStatus(pid is not None, config.uri, pid, NEO4J_VERSION, config.home)
+    cut_off = config.unfinished_import.exists()
+    return ServerStatus(pid is not None, config.uri, pid, NEO4J_VERSION, config.home, cut_off)
 
 
 def start(config: ServerConfig, timeout: float = 180.0) -> ServerStatus:
@@ -125,7 +127,8 @@ def start(config: ServerConfig, timeout: float = 180.0) -> ServerStatus:
         password = _initial_password(config, java)
         pid = _spawn(config, java)
         _wait_until_ready(config, password, pid, timeout)
-        return ServerStatus(True, config.uri, pid, NEO4J_VERSION, config.home)
+        cut_off = config.unfinished_import.exists()
+        return ServerStatus(True, config.uri, pid, NEO4J_VERSION, config.home, cut_off)
 
 
 def stop(config: ServerConfig, timeout: float = 60.0) -> int | None:

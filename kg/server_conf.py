@@ -104,6 +104,12 @@ class ServerConfig:
         return self.home / "password"
 
     @property
+    def unfinished_import(self) -> Path:
+        """Present while an offline import (`kg.stores.neo4j_import`) replaces the database,
+        left behind when one is cut off: the database may then be partial."""
+        return self.home / "bulk-import.unfinished"
+
+    @property
     def uri(self) -> str:
         return f"bolt://127.0.0.1:{self.bolt_port}"
 

@@ -37,6 +37,11 @@ def _print_status(status: server.ServerStatus) -> None:
     typer.echo(f"  uri:  {status.uri}")
     typer.echo(f"  pid:  {status.pid if status.pid is not None else '-'}")
     typer.echo(f"  home: {status.home}")
+    if status.cut_off_import:
+        typer.echo(
+            "  warning: an offline import (kgrec build's bulk path) was cut off; the database "
+            "may be partial: run the build again, it imports over it"
+        )
 
 
 def _note_external() -> bool:

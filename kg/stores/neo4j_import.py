@@ -9,11 +9,13 @@ Any other store (not empty, a remote server, NEO4J_URI, another database) keeps 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,36 +45,79 @@ NODE_PROPERTIES: dict[Label, list[str]] = {
 EVENT_TYPES = {"rating": "double", "ts": "double", "price": "double"}
 
 
+def _local_config(address: str | None) -> server.ServerConfig | None:
+    """The config of the local server kgrec manages when `address` (a URI without credentials;
+    None: the default store) is that server, else None."""
+    if server.external_settings() is not None:
+        return None
+    config = server.configured(server.ServerConfig.from_env())
+    if address is None:
+        return config
+    host, _, port = address.partition("://")[2].rpartition(":")
+    local = host in ("127.0.0.1", "localhost") and port == str(config.bolt_port)
+    return config if local else None
+
+
 def local_empty_target(store: Store) -> server.ServerConfig | None:
     """The local server's config when `store` is its default database, running and holding
     nothing (no node, no schema but kgrec's); None when the Bolt path must be used."""
     if not isinstance(store, Neo4jStore) or store.database not in (None, DATABASE):
         return None
-    if server.external_settings() is not None:
-        return None
-    config = server.configured(server.ServerConfig.from_env())
-    host, _, port = store.address.partition("://")[2].rpartition(":")
-    local = host in ("127.0.0.1", "localhost") and port == str(config.bolt_port)
-    if not local or not server.status(config).running:
+    config = _local_config(store.address)
+    if config is None or not server.status(config).running:
         return None
     return config if store.is_empty() else None
+
+
+def cut_off_target(address: str | None) -> server.ServerConfig | None:
+    """The local server's config when an offline import into it was cut off (its marker left
+    behind, its processes gone): the database may be partial, and only another import can be
+    trusted to replace it. Raises `StoreError` while that import still runs."""
+    config = _local_config(address)
+    if config is None or not config.unfinished_import.exists():
+        return None
+    try:
+        pids = json.loads(config.unfinished_import.read_text(encoding="utf-8"))["pids"]
+    except (OSError, ValueError, KeyError):
+        pids = []  # unreadable: no process to wait for
+    running = [pid for pid in pids if _alive(pid)]
+    if running:
+        raise StoreError(
+            f"an offline import into the local Neo4j ({config.home}) is running "
+            f"(pid {', '.join(map(str, running))}): wait for it to end, then build again"
+        )
+    return config
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def import_columns(
     cols: GraphColumns, config: server.ServerConfig, progress: Progress | None
 ) -> int:
-    """Replace the (empty) database of the local server `config` with the graph `cols`: CSV
-    files, server stopped, offline import, server started again (also when the import fails).
-    Returns the number of relationships imported."""
+    """Replace the (empty, or cut-off import's) database of the local server `config` with the
+    graph `cols`: CSV files, server stopped, offline import, server started again (also when
+    the import fails). From the stop until the import succeeds `config.unfinished_import`
+    names this process and the importer's, so a build re-run after a kill imports again
+    (`cut_off_target`). Returns the number of relationships imported."""
     work = Path(tempfile.mkdtemp(prefix="import-", dir=config.home))  # private, on the same disk
     try:
         with stage(progress, "import: CSV files"):
             nodes, rels, count = write_csv(cols, work)
+        _mark_unfinished(config, [os.getpid()])
         with stage(progress, "import: stop"):
             server.stop(config)
         try:
             with stage(progress, "import: neo4j-admin"):
                 _run_import(config, nodes, rels, work / "import.report")
+            config.unfinished_import.unlink()
         finally:
             with stage(progress, "import: restart"):
                 server.start(config)
@@ -148,12 +193,26 @@ def _run_import(
     ]  # fmt: skip
     env = {**os.environ, "NEO4J_HOME": str(config.home), "NEO4J_CONF": str(config.conf_dir)}
     log.info("neo4j-admin database import full %s (%s)", DATABASE, config.home)
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, check=False, umask=server.PRIVATE_UMASK
+    importer = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        umask=server.PRIVATE_UMASK,
     )
-    if done.returncode != 0:
+    _mark_unfinished(config, [os.getpid(), importer.pid])
+    output, _ = importer.communicate()
+    if importer.returncode != 0:
         raise StoreError(
             "neo4j-admin database import failed; the local server was restarted, its database "
-            "may be empty or partial (clear it, or build again with --no-bulk):\n"
-            + server.tail_text(done.stdout + done.stderr)
+            "may be empty or partial (build again: the next build imports over it):\n"
+            + server.tail_text(output)
         )
+
+
+def _mark_unfinished(config: server.ServerConfig, pids: list[int]) -> None:
+    marker = config.unfinished_import
+    temporary = marker.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"pids": pids, "since": time.time()}), encoding="utf-8")
+    os.replace(temporary, marker)  # whole or absent, never half-written

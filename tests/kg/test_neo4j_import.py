@@ -4,16 +4,21 @@ Bolt path writes: same nodes, properties, relationships, events and constraints,
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 from torch_geometric.data import HeteroData
 
+from kg import server
 from kg.build import WRITE_BOLT, WRITE_BULK, build
+from kg.catalogue import Catalogue
 from kg.export import to_heterodata
-from kg.schema import Rel
-from kg.stores import Neo4jStore, Snapshot, open_store
+from kg.schema import Product, Rel
+from kg.stores import Neo4jStore, Snapshot, StoreError, open_store
 from kg.stores.base import GraphColumns, InteractionRow, ProductRow
 from kg.stores.neo4j_import import import_columns, local_empty_target
 
@@ -143,5 +148,37 @@ def test_embedded_and_opted_out_builds_keep_their_path(neo4j_clean, tmp_path: Pa
         assert auto.write == bolt.write == WRITE_BOLT
         assert auto.relationships == bolt.relationships == embedded.relationships
     finally:
+        with open_store(neo4j_clean.uri) as store:
+            store.clear()
+
+
+def test_a_cut_off_import_is_imported_over(neo4j_clean, tmp_path: Path) -> None:
+    """A kill between the server's stop and the import's end leaves the marker: the next build
+    imports over the partial database (with the server down), whatever the catalogue's size,
+    and never while the cut-off import's processes still run."""
+    meta = Path(__file__).parent.parent / "fixtures" / "meta_2023.jsonl"
+    ref = f"embedded:{tmp_path / 'ref'}"
+    build(meta, store_uri=ref, rejects_path=tmp_path / "r")
+    with open_store(neo4j_clean.uri) as store:
+        config = local_empty_target(store)
+        assert config is not None
+        store.write(Catalogue(products={"half": Product("half")}))  # what the kill left
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # a process gone, as after a kill -9
+    config.unfinished_import.write_text(json.dumps({"pids": [finished.pid]}))
+    server.stop(config)
+    try:
+        with pytest.raises(StoreError, match="cut off"):
+            build(meta, store_uri=neo4j_clean.uri, rejects_path=tmp_path / "r", bulk=False)
+        again = build(meta, store_uri=neo4j_clean.uri, rejects_path=tmp_path / "r")  # small
+        assert again.write == WRITE_BULK and not config.unfinished_import.exists()
+        with open_store(neo4j_clean.uri) as store, open_store(ref) as reference:
+            assert store.snapshot() == reference.snapshot()  # "half" is gone
+        config.unfinished_import.write_text(json.dumps({"pids": [os.getpid()]}))
+        with pytest.raises(StoreError, match="is running"):
+            build(meta, store_uri=neo4j_clean.uri, rejects_path=tmp_path / "r")
+        assert server.status(config).cut_off_import
+    finally:
+        config.unfinished_import.unlink(missing_ok=True)
         with open_store(neo4j_clean.uri) as store:
             store.clear()
