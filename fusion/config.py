@@ -63,6 +63,11 @@ class FusedConfig:
     conversion: str = "entire_space"
     experts: int = 0
     rank_negatives: int = 64
+    # task=recommend: scores minus β·log(1 + the product's training interactions) — the
+    # popularity a softmax model learns beyond what ranks a user's next product (logit
+    # adjustment). None: β chosen on the validation users after training (0–1, steps of 0.1)
+    # and recorded; 0: off.
+    popularity_penalty: float | None = None
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -80,6 +85,11 @@ class FusedConfig:
         if self.num_negatives < -1:
             raise InvalidArgumentError(
                 f"num_negatives must be -1 (auto), 0 or more, got {self.num_negatives}"
+            )
+        penalty = self.popularity_penalty
+        if penalty is not None and not 0 <= penalty < math.inf:
+            raise InvalidArgumentError(
+                f"popularity_penalty must be a finite number >= 0 or None, got {penalty}"
             )
         if self.memory_budget <= 0:
             raise InvalidArgumentError(

@@ -75,6 +75,8 @@ class FusedModel(nn.Module):
         self.item_ids = nn.Embedding(num_products, d) if config.item_id_embedding else None
         if self.item_ids is not None:
             nn.init.normal_(self.item_ids.weight, std=0.01)
+        # log(1 + training interactions) per product, for the popularity penalty (recommend).
+        self.register_buffer("log_popularity", log_popularity(graph), persistent=False)
         if config.task != "related":  # recommend, rank: users from their history
             # Position logits, most recent first; start close to "mostly the last item".
             self.recency = nn.Parameter(-0.5 * torch.arange(config.max_history, dtype=torch.float))
@@ -219,7 +221,14 @@ class FusedModel(nn.Module):
             if stage not in self.histories:
                 raise RuntimeError(f"no {stage!r} user histories: call fit() or use_histories()")
             query = self.histories[stage][query]
-        return self.scores(items, query).float()
+        return self.ranking_scores(items, query)
+
+    def ranking_scores(self, items: Tensor, query: Tensor) -> Tensor:
+        """`scores` of every product as answers are ranked: for recommendations less the
+        popularity penalty (`FusedConfig.popularity_penalty`) of each product."""
+        scores = self.scores(items, query).float()
+        penalty = self.config.popularity_penalty if self.config.task == "recommend" else None
+        return scores - penalty * self.log_popularity if penalty else scores
 
     def use_histories(self, histories: dict[str, Tensor]) -> None:
         """Per stage, the ``[num_users, L]`` right-aligned history matrix (-1 = padding) that
@@ -234,6 +243,15 @@ def message_edges(graph: HeteroData, use_interactions: bool) -> dict:
         for et in graph.edge_types
         if use_interactions or "user" not in (et[0], et[2])
     }
+
+
+def log_popularity(graph: HeteroData) -> Tensor:
+    """log(1 + interaction events) of every product in `graph` (zeros without interactions)."""
+    n = graph[PRODUCT].num_nodes
+    et = ("user", "interacted", PRODUCT)
+    if et not in graph.edge_types:
+        return torch.zeros(n)
+    return torch.log1p(torch.bincount(graph[et].edge_index[1], minlength=n).float())
 
 
 def _key(edge_type: tuple[str, str, str]) -> str:

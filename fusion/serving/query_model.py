@@ -89,7 +89,7 @@ class FusedQueryModel:
         if isinstance(self.model, RankModel):
             return self.combine(self.objective_scores(user_idx), self.default_weights)
         if self.model.config.task == "recommend":
-            return self.model.scores(self.items, hist)
+            return self.model.ranking_scores(self.items, hist)
         # A related-items model has no user side: the user is the mean of their items.
         known = (hist >= 0).unsqueeze(-1)
         mean = (self.vectors[hist.clamp(min=0)] * known).sum(1) / known.sum(1).clamp(min=1)

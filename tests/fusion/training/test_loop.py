@@ -3,15 +3,17 @@ warm starts train on the new targets plus a replay sample only."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from fusion.config import FusedConfig, TrainConfig
 from fusion.data.replay import trained_pairs
-from fusion.data.splits import PAIR_SHIFT, recommend_split, related_split
+from fusion.data.splits import INTERACTED, PAIR_SHIFT, recommend_split, related_split
 from fusion.model.fused import FusedModel
 from fusion.training.device import autocast, resolve_device
-from fusion.training.loop import fit, validate
+from fusion.training.loop import PENALTIES, fit, validate
 from fusion.training.tasks import RecommendTask, RelatedTask
 
 FAST = {"epochs": 3, "batch_size": 4096, "lr": 1e-2, "patience": 3, "device": "cpu"}
@@ -177,3 +179,31 @@ def test_warm_start_with_nothing_new_is_refused(beauty):
     split = related_split(beauty, "bought_together")
     with pytest.raises(ValueError, match="nothing new"):
         fit(make(split, "related"), split, TrainConfig(**FAST), trained_pairs(split))
+
+
+def test_the_popularity_penalty_is_chosen_on_validation_and_applied(beauty):
+    split = recommend_split(beauty)
+    model = make(split, "recommend")
+    fit(model, split, TrainConfig(**{**FAST, "epochs": 1}))
+    chosen = model.config.popularity_penalty
+    assert chosen in PENALTIES
+    queries = split.sample_queries("valid", TrainConfig().valid_queries, 0)
+    scores = {}
+    for penalty in PENALTIES:
+        model.config = replace(model.config, popularity_penalty=penalty)
+        scores[penalty] = validate(model, split, queries, "ndcg@10")
+    assert scores[chosen] == max(scores.values())
+    users = split.queries("test")[:20]
+    model.config = replace(model.config, popularity_penalty=0.0)
+    plain = model.full_sort_predict(users)
+    model.config = replace(model.config, popularity_penalty=0.5)
+    popularity = torch.bincount(
+        split.train_graph[INTERACTED].edge_index[1], minlength=plain.shape[1]
+    )
+    assert torch.allclose(
+        model.full_sort_predict(users), plain - 0.5 * torch.log1p(popularity.float())
+    )
+
+    fixed = make(split, "recommend", popularity_penalty=0.0)
+    fit(fixed, split, TrainConfig(**{**FAST, "epochs": 1}))
+    assert fixed.config.popularity_penalty == 0.0  # a fixed value is not re-chosen
